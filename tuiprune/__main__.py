@@ -1,0 +1,3 @@
+from tuiprune.cli import main
+
+main()
