@@ -1,0 +1,350 @@
+"""Run configuration: TOML in, a validated, fully resolved nested dict out (torch-free).
+
+Every key has a type, a default and (where it matters) a range or a set of choices; an unknown
+key, a wrong type or an out-of-range value is a :class:`UserError` naming the dotted key and
+what is allowed. ``--set section.key=value`` overrides parse ``value`` as TOML (falling back to a
+plain string), so ``--set prune.head_ratio=[0.3,0.5]`` and ``--set run.name=foo`` both work.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+import tomli_w
+
+from engine.errors import UserError
+
+DEMO_CONFIG = Path(__file__).with_name("demo.toml")
+NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: accepted types, default, optional choices/range/check, help text."""
+
+    types: Tuple[type, ...]
+    default: Any
+    help: str
+    choices: Tuple[Any, ...] = ()
+    low: Optional[float] = None          # inclusive
+    high: Optional[float] = None         # inclusive unless high_open
+    high_open: bool = False
+    check: Optional[Callable[[Any], Optional[str]]] = None  # returns an error text or None
+    nullable: bool = False               # may be absent (None) with no default
+
+
+def _rewind_check(v: str) -> Optional[str]:
+    if v in ("init", "none"):
+        return None
+    if v.startswith("epoch:") and v[6:].isdigit():
+        return None
+    return "must be 'init', 'none' or 'epoch:K' (K = epochs of state 0 to rewind to)"
+
+
+def _device_check(v: str) -> Optional[str]:
+    if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
+        return None
+    return "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+
+
+def _ratio_check(v) -> Optional[str]:
+    values = v if isinstance(v, list) else [v]
+    for x in values:
+        if isinstance(x, bool) or not isinstance(x, NUMBER) or not 0 <= x < 1:
+            return "must be a fraction in [0, 1) or a list of them (one per pruning step)"
+    return None
+
+
+def _amp_check(v) -> Optional[str]:
+    if isinstance(v, bool) or v in ("bf16", "fp16"):
+        return None
+    return "must be true, false, 'bf16' or 'fp16'"
+
+
+SCHEMA: Dict[str, Dict[str, Key]] = {
+    "run": {
+        "name": Key((str,), "run", "run name; the directory is <output_dir>/<name>-<time>"),
+        "output_dir": Key((str,), "runs", "where run directories are created"),
+        "seed": Key((int,), 0, "seed for weights, data order, augmentation and synthetic data",
+                    low=0),
+        "device": Key((str,), "auto", "auto | cpu | cuda | cuda:N | mps", check=_device_check),
+        "checkpoint_minutes": Key(NUMBER, 10.0, "also checkpoint inside an epoch this often "
+                                  "(0: only at epoch ends)", low=0),
+    },
+    "model": {
+        "name": Key((str,), "vit_small_patch16_224", "timm model name"),
+        "pretrained": Key((bool,), False, "load timm's pretrained weights (from the hub, or "
+                          "from pretrained_path)"),
+        "pretrained_path": Key((str,), "", "local .safetensors/.pth/.bin weights file"),
+        "num_classes": Key((int,), None, "classes (default: the dataset's)", low=1,
+                           nullable=True),
+        "img_size": Key((int,), None, "input size the model is built for (default: the "
+                        "model's own)", low=8, nullable=True),
+        "kwargs": Key((dict,), {}, "extra timm.create_model keyword arguments, e.g. "
+                      "{patch_size = 4, drop_path_rate = 0.1}"),
+    },
+    "data": {
+        "dataset": Key((str,), "synthetic", "synthetic | cifar10 | cifar100 | imagefolder",
+                       choices=("synthetic", "cifar10", "cifar100", "imagefolder")),
+        "root": Key((str,), "data", "dataset folder"),
+        "download": Key((bool,), False, "download CIFAR through torchvision when missing"),
+        "batch_size": Key((int,), 128, "training batch size", low=1),
+        "eval_batch_size": Key((int,), None, "evaluation batch size (default: 2 × batch_size)",
+                               low=1, nullable=True),
+        "workers": Key((int,), 2, "DataLoader workers (imagefolder only: the small datasets "
+                       "live on the training device)", low=0),
+        "val_fraction": Key(NUMBER, 0.1, "share of the training set held out for validation",
+                            low=0, high=1, high_open=True),
+        "resize": Key((int,), None, "resize images to this size (default: the model's "
+                      "img_size)", low=8, nullable=True),
+        "augment": Key((bool,), True, "random crop (padding 1/8) and horizontal flip"),
+        "test": Key((bool,), True, "also evaluate the test split each epoch (test_acc)"),
+        "train_size": Key((int,), 5000, "synthetic: training images", low=20),
+        "test_size": Key((int,), 1000, "synthetic: test images", low=0),
+    },
+    "train": {
+        "epochs": Key((int,), 2, "epochs per pruning state", low=1),
+        "optimizer": Key((str,), "sgd", "sgd | adamw", choices=("sgd", "adamw")),
+        "lr": Key(NUMBER, 0.01, "peak learning rate", low=0, high=10),
+        "momentum": Key(NUMBER, 0.9, "SGD momentum", low=0, high=1, high_open=True),
+        "weight_decay": Key(NUMBER, 1e-4, "weight decay", low=0),
+        "warmup_epochs": Key(NUMBER, 0.0, "linear warm-up at the start of every state", low=0),
+        "schedule": Key((str,), "cosine", "cosine | step | constant (per state)",
+                        choices=("cosine", "step", "constant")),
+        "step_epochs": Key((int,), 30, "step schedule: epochs between decays", low=1),
+        "gamma": Key(NUMBER, 0.1, "step schedule: decay factor", low=0, high=1),
+        "amp": Key((bool, str), False, "mixed precision on CUDA: true (bf16 where supported), "
+                   "'bf16', 'fp16', false", check=_amp_check),
+        "label_smoothing": Key(NUMBER, 0.0, "cross-entropy label smoothing", low=0, high=1,
+                               high_open=True),
+        "grad_clip": Key(NUMBER, 0.0, "clip the gradient norm to this (0: off)", low=0),
+    },
+    "prune": {
+        "method": Key((str,), "refill", "refill | rsst", choices=("refill", "rsst")),
+        "states": Key((int,), 3, "pruning states (a pruning step after each but the last)",
+                      low=1),
+        "rate": Key(NUMBER, 0.3, "element-wise step: fraction of alive weights removed",
+                    low=0, high=1, high_open=True),
+        "head_ratio": Key((float, int, list), 0.3, "fraction of alive heads pruned per step "
+                          "(or one value per step)", check=_ratio_check),
+        "mlp_ratio": Key((float, int, list), 0.3, "fraction of alive MLP neurons pruned per "
+                         "step (or one value per step)", check=_ratio_check),
+        "sorting": Key((str,), "global", "global | layer-wise",
+                       choices=("global", "layer-wise")),
+        "criterion": Key((str,), "magnitude", "remain | magnitude | l1 | l2 | saliency",
+                         choices=("remain", "magnitude", "l1", "l2", "saliency")),
+        "rewind": Key((str,), "init", "init | epoch:K | none", check=_rewind_check),
+        "calib_batches": Key((int,), 4, "batches for the l1/l2/saliency criteria", low=1),
+        "prune_last": Key((bool,), False, "also prune after the last state"),
+    },
+    "rsst": {
+        "schedule": Key((str,), "exp_custom_exponents", "λ schedule",
+                        choices=("x", "x^2", "x^3", "exp", "exp_custom",
+                                 "exp_custom_exponents")),
+        "reg_granularity": Key(NUMBER, 1.0, "λ at the end of the ramp (exp_custom*), or the "
+                               "per-step increment (x, x^2, x^3, exp)", low=0),
+        "exponents": Key(NUMBER, 4.0, "k of exp_custom_exponents", low=0),
+        "ramp": Key((str,), "state", "state: one ramp over the whole state; epoch: restart "
+                    "every epoch (research code)", choices=("state", "epoch")),
+        "reg_ceiling": Key(NUMBER, 1.0, "cap on λ", low=0),
+    },
+}
+
+PATH_KEYS = (("run", "output_dir"), ("data", "root"), ("model", "pretrained_path"))
+
+
+# --------------------------------------------------------------------------- public API
+def load_config(path, overrides: Sequence[str] = (), base_dir: Optional[Path] = None) -> dict:
+    """Read, override, validate and resolve a config file (see :data:`SCHEMA`).
+
+    ``path`` may also be the word ``demo`` (the shipped demo). Relative paths in the config
+    resolve against ``base_dir`` (default: the current directory) and come back absolute.
+    """
+    raw = read_toml(path)
+    apply_overrides(raw, overrides)
+    return resolve(raw, base_dir=base_dir)
+
+
+def read_toml(path) -> dict:
+    """Parse a TOML file into a dict, with one clear error when it cannot be read."""
+    p = Path(path)
+    if str(path) == "demo" and not p.exists():
+        p = DEMO_CONFIG
+    if not p.exists():
+        raise UserError(f"config file not found: {p} (give the path to a .toml file, e.g. "
+                        f"configs/demo.toml)")
+    if p.is_dir():
+        raise UserError(f"{p} is a directory, not a config file (to resume a run use "
+                        f"`tuiprune run --resume {p}`)")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read config file {p}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {p} is not valid TOML: {exc}") from None
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> None:
+    """Apply ``section.key=value`` strings to a raw config dict in place."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise UserError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. "
+                            f"--set prune.sorting=layer-wise")
+        section, name = parts
+        _known(section, name, where="--set")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise UserError(f"config [{section}] must be a table")
+        raw[section][name] = value
+
+
+def resolve(raw: dict, base_dir: Optional[Path] = None) -> dict:
+    """Validate a raw dict against the schema and fill in every default."""
+    if not isinstance(raw, dict):
+        raise UserError("config must be a TOML table")
+    for section in raw:
+        _known(section)
+    cfg: dict = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise UserError(f"config [{section}] must be a table, got {type(given).__name__}")
+        for name in given:
+            _known(section, name)
+        cfg[section] = {}
+        for name, key in keys.items():
+            value = given.get(name, copy.deepcopy(key.default))
+            cfg[section][name] = _validate(f"{section}.{name}", key, value)
+    _cross_checks(cfg)
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    for section, name in PATH_KEYS:
+        if cfg[section][name]:
+            cfg[section][name] = str((base / Path(cfg[section][name]).expanduser()).resolve())
+    return cfg
+
+
+def step_ratios(cfg: dict, key: str) -> List[float]:
+    """``prune.head_ratio``/``mlp_ratio`` as one value per pruning step."""
+    value = cfg["prune"][key]
+    steps = pruning_steps(cfg)
+    return [float(v) for v in value] if isinstance(value, list) else [float(value)] * steps
+
+
+def pruning_steps(cfg: dict) -> int:
+    """How many pruning steps a run makes: after every state but the last (unless
+    ``prune_last``)."""
+    states = cfg["prune"]["states"]
+    return states if cfg["prune"]["prune_last"] else states - 1
+
+
+def dumps(cfg: dict) -> str:
+    """The resolved config as TOML (``None`` values are left out)."""
+    return tomli_w.dumps(_drop_none(cfg))
+
+
+def describe_keys() -> str:
+    """Every section and key with its default and help, for documentation."""
+    lines = []
+    for section, keys in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for name, key in keys.items():
+            lines.append(f"  {name} = {key.default!r}  # {key.help}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- helpers
+def _known(section: str, name: Optional[str] = None, where: str = "config") -> None:
+    if section not in SCHEMA:
+        raise UserError(f"{where}: unknown section [{section}]{_did_you_mean(section, SCHEMA)}; "
+                        f"sections are {', '.join(f'[{s}]' for s in SCHEMA)}")
+    if name is not None and name not in SCHEMA[section]:
+        raise UserError(f"{where}: unknown key {section}.{name}"
+                        f"{_did_you_mean(name, SCHEMA[section])}; valid keys in [{section}]: "
+                        f"{', '.join(SCHEMA[section])}")
+
+
+def _did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_ok(value, types: Tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, int) and float in types:
+        return True
+    return isinstance(value, types)
+
+
+def _validate(dotted: str, key: Key, value):
+    if value is None and (key.nullable or key.default is None):
+        return None
+    names = " or ".join(_type_name(t) for t in key.types)
+    if not _type_ok(value, key.types):
+        raise UserError(f"{dotted} must be {names}, got {_type_name(type(value))} {value!r}")
+    if key.choices and value not in key.choices:
+        raise UserError(f"{dotted} must be one of {', '.join(map(repr, key.choices))}; got "
+                        f"{value!r}{_did_you_mean(str(value), key.choices)}")
+    if isinstance(value, NUMBER) and not isinstance(value, bool):
+        if key.low is not None and value < key.low:
+            raise UserError(f"{dotted} must be >= {key.low}, got {value}")
+        if key.high is not None and (value >= key.high if key.high_open else value > key.high):
+            bound = f"< {key.high}" if key.high_open else f"<= {key.high}"
+            raise UserError(f"{dotted} must be {bound}, got {value}")
+    if key.check is not None:
+        problem = key.check(value)
+        if problem:
+            raise UserError(f"{dotted} {problem}; got {value!r}")
+    if float in key.types and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return value
+
+
+def _type_name(t: type) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(t, t.__name__)
+
+
+def _cross_checks(cfg: dict) -> None:
+    steps = pruning_steps(cfg)
+    for key in ("head_ratio", "mlp_ratio"):
+        value = cfg["prune"][key]
+        if isinstance(value, list) and len(value) != steps:
+            raise UserError(f"prune.{key} has {len(value)} values but the run makes {steps} "
+                            f"pruning step(s) (prune.states = {cfg['prune']['states']}"
+                            f"{', prune_last = true' if cfg['prune']['prune_last'] else ''}); "
+                            f"give one value per step or a single number")
+    rewind = cfg["prune"]["rewind"]
+    if rewind.startswith("epoch:") and int(rewind[6:]) > cfg["train"]["epochs"]:
+        raise UserError(f"prune.rewind = {rewind!r} rewinds to after epoch {rewind[6:]} of "
+                        f"state 0, but states have only {cfg['train']['epochs']} epochs")
+    if cfg["model"]["pretrained_path"] and not cfg["model"]["pretrained"]:
+        raise UserError("model.pretrained_path is set but model.pretrained = false; set "
+                        "pretrained = true to load it (or remove pretrained_path)")
+    reserved = {"pretrained", "num_classes", "img_size", "pretrained_cfg_overlay"}
+    clash = reserved & set(cfg["model"]["kwargs"])
+    if clash:
+        raise UserError(f"model.kwargs must not set {', '.join(sorted(clash))}: use the "
+                        f"[model] keys of the same name")
+
+
+def _drop_none(obj):
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    return obj

@@ -1,0 +1,127 @@
+"""``tuiprune run``: validate, then run (or resume) the engine in this process, headless."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from engine.config import apply_overrides, dumps, load_config, read_toml, resolve, step_ratios
+from engine.errors import UserError
+from engine.events import EVENTS_FILE
+from engine.pidfile import engine_alive, read_pidfile
+from engine.rundir import CONFIG_FILE, new_run_dir, require_run_dir
+
+RESUME_OVERRIDABLE = {"run.device", "run.checkpoint_minutes", "data.workers"}
+
+
+def run_main(config: Optional[Path], overrides: List[str], dry_run: bool = False,
+             resume: Optional[Path] = None, run_dir: Optional[Path] = None) -> int:
+    """Entry point of ``tuiprune run``; returns the exit code (0 completed, 1 failed,
+    3 stopped)."""
+    if resume is not None:
+        if config is not None:
+            raise UserError("give either a CONFIG to start a run or --resume RUN_DIR, not both")
+        return _resume(Path(resume), overrides)
+    if config is None:
+        raise UserError("missing CONFIG: `tuiprune run configs/demo.toml` (or `tuiprune run "
+                        "--resume RUN_DIR`)")
+    cfg = load_config(config, overrides)
+    if dry_run:
+        return _dry_run(cfg)
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        if (run_dir / EVENTS_FILE).exists():
+            raise UserError(f"{run_dir} already holds a run; resume it with `tuiprune run "
+                            f"--resume {run_dir}` or choose a new directory")
+    else:
+        run_dir = new_run_dir(cfg)
+    return _execute(cfg, run_dir, resume=False)
+
+
+def _resume(run_dir: Path, overrides: List[str]) -> int:
+    require_run_dir(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(f"{run_dir} has no {CONFIG_FILE}: it is not a complete run directory "
+                        f"and cannot be resumed")
+    if engine_alive(run_dir):
+        raise UserError(f"{run_dir} is still running (pid {read_pidfile(run_dir)['pid']}); "
+                        f"watch it with `tuiprune watch {run_dir}` or stop it first")
+    bad = [o for o in overrides if o.partition("=")[0].strip() not in RESUME_OVERRIDABLE]
+    if bad:
+        raise UserError(f"--set {bad[0]!r} cannot change a run being resumed; only "
+                        f"{', '.join(sorted(RESUME_OVERRIDABLE))} can")
+    raw = read_toml(run_dir / CONFIG_FILE)
+    apply_overrides(raw, overrides)
+    cfg = resolve(raw, base_dir=run_dir)
+    return _execute(cfg, run_dir, resume=True)
+
+
+def _execute(cfg: dict, run_dir: Path, resume: bool) -> int:
+    from engine.runner import Run
+    from tuiprune.printer import Printer
+
+    printer = Printer()
+    run = Run(cfg, run_dir, listeners=[printer])
+    try:
+        code = run.resume() if resume else run.start()
+    finally:
+        printer.close()
+    printer.summary(run_dir)
+    if code != 0:
+        print(f"run directory: {run_dir}", file=sys.stderr)
+    return code
+
+
+def _dry_run(cfg: dict) -> int:
+    """Print the resolved config and the model's prunable structure; train nothing."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine import data as data_mod
+    from engine import model as model_mod
+    from engine.structure import describe
+
+    console = Console(highlight=False)
+    console.print("# resolved configuration", style="bold")
+    console.print(dumps(cfg), markup=False)
+    spec = model_mod.model_spec(cfg, data_mod.num_classes(cfg))
+    model = model_mod.create(spec)
+    struct = describe(model)
+    table = Table(title=f"prunable structure of {spec['name']} "
+                        f"({sum(p.numel() for p in model.parameters()):,} parameters)",
+                  title_justify="left")
+    for col in ("block", "heads", "head dim", "neurons", "weights"):
+        table.add_column(col, justify="right")
+    for b in struct:
+        table.add_row(str(b.index), str(b.num_heads), str(b.head_dim), str(b.hidden),
+                      f"{b.attn_weights + b.mlp_weights:,}")
+    table.add_row("all", str(struct.total_heads), "", str(struct.total_neurons),
+                  f"{struct.total_weights:,}", style="bold")
+    console.print(table)
+    # keep counts per pruning step: exact per block for layer-wise, in total for global
+    heads = [b.num_heads for b in struct] if cfg["prune"]["sorting"] == "layer-wise" \
+        else [struct.total_heads]
+    neurons = [b.hidden for b in struct] if cfg["prune"]["sorting"] == "layer-wise" \
+        else [struct.total_neurons]
+    for step, (hr, mr) in enumerate(zip(step_ratios(cfg, "head_ratio"),
+                                        step_ratios(cfg, "mlp_ratio"))):
+        heads = [max(1, int(n * (1 - hr))) for n in heads]
+        neurons = [max(1, int(n * (1 - mr))) for n in neurons]
+        console.print(f"after pruning step {step} ({cfg['prune']['sorting']}): {sum(heads)} of "
+                      f"{struct.total_heads} heads and {sum(neurons)} of "
+                      f"{struct.total_neurons} neurons kept")
+    console.print(f"weights: {_weights_note(cfg)}")
+    return 0
+
+
+def _weights_note(cfg: dict) -> str:
+    m = cfg["model"]
+    if not m["pretrained"]:
+        return "random init"
+    if m["pretrained_path"]:
+        p = Path(m["pretrained_path"])
+        if not p.is_file():
+            raise UserError(f"model.pretrained_path: file not found: {p}")
+        return f"file {p}"
+    return f"timm hub ({m['name']}), fetched when the run starts"
