@@ -119,7 +119,7 @@ class RSSTRegularizer:
     @torch.no_grad()
     def step(self) -> float:
         """Add λ·w to the gradients of the squeezed weights; advance the ramp; return λ."""
-        lam = self.lambda_at(self.steps_taken + 1)
+        lam = self.lambda_at(self.steps_taken)
         pairs = [(w.grad, w, s) for w, s in zip(self._weights, self._squeeze)
                  if w.grad is not None]
         if pairs:
