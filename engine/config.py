@@ -295,7 +295,8 @@ def _type_ok(value, types: Tuple[type, ...]) -> bool:
 def _validate(dotted: str, key: Key, value):
     if value is None and (key.nullable or key.default is None):
         return None
-    names = " or ".join(_type_name(t) for t in key.types)
+    shown = [t for t in key.types if not (t is int and float in key.types)]
+    names = " or ".join(_type_name(t) for t in shown)
     if not _type_ok(value, key.types):
         raise UserError(f"{dotted} must be {names}, got {_type_name(type(value))} {value!r}")
     if key.choices and value not in key.choices:

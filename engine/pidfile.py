@@ -82,3 +82,13 @@ def request_stop(run_dir: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def remove_pidfile(run_dir: Path) -> None:
+    """Forget the engine of ``run_dir`` if it is this process (an orderly exit)."""
+    info = read_pidfile(run_dir)
+    if info is not None and info["pid"] == os.getpid():
+        try:
+            (Path(run_dir) / PID_FILE).unlink()
+        except OSError:
+            pass

@@ -35,7 +35,7 @@ from engine import model as model_mod
 from engine.config import dumps, pruning_steps, step_ratios
 from engine.errors import UserError
 from engine.events import EVENTS_FILE, EventLog, Throttle, iter_events, truncate_torn_tail
-from engine.pidfile import write_pidfile
+from engine.pidfile import remove_pidfile, write_pidfile
 from engine.pruning import apply_masks, current_masks, sparsity_report
 from engine.rewind import RewindTarget, parse_rewind
 from engine.rsst import RSSTRegularizer
@@ -245,6 +245,7 @@ class Run:
                 signal.signal(s, h)
             if self.log:
                 self.log.close()
+            remove_pidfile(self.run_dir)
 
     def _on_signal(self, signum, _frame) -> None:
         if self.stop_requested:  # second signal: stop now
