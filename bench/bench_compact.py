@@ -18,7 +18,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -74,13 +73,12 @@ def main(argv=None) -> int:
     import timm
     import torch
 
-    from engine.compact import time_models
+    from engine.compact import cpu_name, time_models
 
     torch.set_num_threads(args.threads)
     models, rows = build(args.levels, args.seed)
     where = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
-             else f"{platform.processor() or platform.machine()}, "
-                  f"{torch.get_num_threads()} threads")
+             else f"{cpu_name()}, {torch.get_num_threads()} threads of {os.cpu_count()} cores")
     print(f"ViT-S/16 224 px · {args.device} ({where}) · torch {torch.__version__} · "
           f"timm {timm.__version__} · median of {args.reps} interleaved repetitions "
           f"after {args.warmup} warm-up passes")

@@ -535,6 +535,19 @@ def time_models(models: Mapping[str, nn.Module], batch: int, *, reps: int, warmu
                 "reps": len(t), "batch": batch} for n, t in times.items()}
 
 
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def max_abs_diff(a: nn.Module, b: nn.Module, batch: int = 2, seed: int = 0) -> float:
     """Largest |a(x) − b(x)| over a random batch, both in eval mode (modes restored)."""
     gen = torch.Generator().manual_seed(seed)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 import tempfile
@@ -100,7 +99,8 @@ def export_checkpoint(ckpt_path: Path, out: Path, *, run_dir: Optional[Path] = N
 
     from engine import compact as C
 
-    say = (lambda msg: console.print(f"[dim]·[/dim] {msg}")) if console else (lambda msg: None)
+    say = ((lambda msg: console.print(f"[dim]·[/dim] {msg}", soft_wrap=True)) if console
+           else (lambda msg: None))
     say(f"loading {ckpt_path}")
     ckpt = _load_checkpoint(ckpt_path)
     spec = ckpt["model_spec"]
@@ -242,7 +242,7 @@ def measure_latency(dense, small, say=lambda msg: None) -> Dict[str, Any]:
 
     import torch
 
-    from engine.compact import time_models
+    from engine.compact import cpu_name, time_models
 
     fixed = _reps_env()
     devices: Dict[str, Any] = {}
@@ -255,7 +255,7 @@ def measure_latency(dense, small, say=lambda msg: None) -> Dict[str, Any]:
         info: Dict[str, Any] = {"threads": torch.get_num_threads()} if device == "cpu" else \
             {"name": torch.cuda.get_device_name(0)}
         if device == "cpu":
-            info["processor"] = platform.processor() or platform.machine()
+            info["processor"] = cpu_name()
         info["batches"] = {}
         for batch in BATCHES:
             reps = fixed or _reps_for(d, batch, device)
@@ -302,7 +302,8 @@ def print_summary(console, result: Dict[str, Any], out: Path) -> None:
 
     s = result["structure"]
     console.print(f"[bold]exported[/bold] state {result['state']} "
-                  f"({result['checkpoint']}, val acc {_pct(result.get('val_acc'))}) → {out}")
+                  f"({result['checkpoint']}, val acc {_pct(result.get('val_acc'))}) → {out}",
+                  soft_wrap=True)
     console.print(f"heads {s['heads_kept']}/{s['heads_total']}, "
                   f"neurons {s['neurons_kept']}/{s['neurons_total']} kept; "
                   f"max |Δ output| {result['equivalence']['max_abs_diff']:.2e}")
