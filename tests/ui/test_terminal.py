@@ -1,0 +1,152 @@
+"""The real thing in a real terminal: ``tuiprune`` inside tmux, read with ``capture-pane``."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, RSST, last_of
+
+pytestmark = pytest.mark.slow
+TUIPRUNE = ROOT / ".venv" / "bin" / "tuiprune"
+
+
+class Tmux:
+    """A private tmux server (own socket) with one detached session of a fixed size."""
+
+    def __init__(self, tmp_path: Path):
+        self.socket = f"tuiprune-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.exit_file = tmp_path / "exit-status"
+
+    def tmux(self, *args) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                              text=True, timeout=20).stdout
+
+    def start(self, command: str, size=(100, 30), env: dict = None) -> None:
+        exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
+        script = f"{exports}cd {shlex.quote(str(ROOT))}; {command}; echo $? > {self.exit_file}"
+        subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", "new-session", "-d",
+                        "-s", "t", "-x", str(size[0]), "-y", str(size[1]),
+                        "sh", "-c", script + "; sleep 30"], check=True, timeout=20)
+
+    def screen(self, joined: bool = False) -> str:
+        """The visible lines (``joined``: lines the terminal wrapped are joined)."""
+        return self.tmux("capture-pane", "-p", *(["-J"] if joined else []), "-t", "t")
+
+    def wait_screen(self, predicate, timeout=20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if predicate(text):
+                return text
+            time.sleep(0.1)
+        raise AssertionError("screen never matched; last screen:\n" + self.screen())
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "t", *keys)
+
+    def wait_exit(self, timeout=10.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exit_file.exists() and self.exit_file.read_text().strip():
+                return int(self.exit_file.read_text())
+            time.sleep(0.1)
+        raise AssertionError("the dashboard did not exit; screen:\n" + self.screen())
+
+    def close(self) -> None:
+        self.tmux("kill-server")
+
+
+@pytest.fixture
+def term(tmp_path):
+    t = Tmux(tmp_path)
+    yield t
+    t.close()
+
+
+def final_screen_ready(text: str) -> bool:
+    return "COMPLETED" in text and "L5" in text and "replay: end" in text
+
+
+def check_final_screen(text: str) -> None:
+    end = last_of(RSST, "run_ended")
+    assert f"final val {end['final_val_acc']:.2f}%" in text
+    cut = last_of(RSST, "hard_cut")
+    rows = [ln for ln in text.splitlines() if " attn " in ln and " mlp " in ln]
+    assert [r.split()[1] for r in rows] == [f"L{layer['block']}" for layer in cut["layers"]]
+    for row, layer in zip(rows, cut["layers"]):
+        assert f"{layer['heads_kept']}/{layer['heads_total']}" in row
+        assert f"{layer['neurons_kept']}/{layer['neurons_total']}" in row
+
+
+def test_replay_in_a_real_terminal_then_q(term):
+    term.start(f"{TUIPRUNE} replay {RSST} --speed 0")
+    check_final_screen(term.wait_screen(final_screen_ready))
+    term.keys("q")
+    assert term.wait_exit() == 0
+
+
+def test_ascii_replay_in_a_real_terminal(term):
+    term.start(f"{TUIPRUNE} replay {RSST} --speed 0 --ascii", size=(80, 24))
+    text = term.wait_screen(final_screen_ready)
+    assert all(ord(ch) < 128 for ch in text), text
+    term.keys("q")
+    assert term.wait_exit() == 0
+
+
+def test_replay_works_with_torch_unimportable(term, tmp_path):
+    tried = tmp_path / "import-attempts"
+    runner = tmp_path / "blocked.py"
+    runner.write_text(
+        "import sys\n"
+        "class Blocker:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'timm', 'torchvision'):\n"
+        f"            open({str(tried)!r}, 'a').write(name + '\\n')\n"
+        "            raise ImportError(name + ' is blocked in this test')\n"
+        "sys.meta_path.insert(0, Blocker())\n"
+        "try:\n"
+        "    import torch\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('the blocker does not work')\n"
+        f"open({str(tried)!r}, 'w').close()  # the check above counts as nothing\n"
+        "sys.argv = ['tuiprune', 'replay', sys.argv[1], '--speed', '0']\n"
+        "from tuiprune.cli import main\n"
+        "main()\n")
+    term.start(f"{sys.executable} {runner} {RSST}")
+    check_final_screen(term.wait_screen(final_screen_ready))
+    term.keys("q")
+    assert term.wait_exit() == 0
+    assert tried.read_text() == ""  # nothing tried to import torch or timm
+
+
+def test_watch_attaches_and_q_leaves_the_run_going(term, run_copy):
+    run = run_copy(RSST)
+    lines = (run / "events.jsonl").read_text().splitlines(keepends=True)
+    (run / "events.jsonl").write_text("".join(lines[:-1]))  # no run_ended yet
+    engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        from engine.pidfile import write_pidfile
+
+        write_pidfile(run, engine.pid)
+        term.start(f"{TUIPRUNE} watch {run}")
+        term.wait_screen(lambda s: "RUNNING" in s and "L5" in s)
+        term.keys("S")  # shift+s in a real terminal
+        term.wait_screen(lambda s: "Stop the run?" in s)
+        term.keys("n")
+        term.wait_screen(lambda s: "stop cancelled" in s)
+        term.keys("q")
+        assert term.wait_exit() == 0
+        assert engine.poll() is None
+        assert f"Re-attach with: tuiprune watch {run}" in term.screen(joined=True)
+    finally:
+        engine.kill()
+        engine.wait()

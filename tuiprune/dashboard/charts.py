@@ -1,0 +1,162 @@
+"""Text charts: line charts, sparklines and bars, as Rich ``Text`` lines.
+
+Why not textual-plotext: plotext draws axes, frames and legends with hard-coded Unicode
+box-drawing characters (``plotext/_build.py``), so it cannot honour ``--ascii``; it also
+builds a whole figure in Python on every redraw. These few functions draw exactly what the
+dashboard needs, in braille dots or plain ASCII marks (:mod:`tuiprune.dashboard.glyphs`), and
+their output is plain text that tests can read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from rich.text import Text
+
+from tuiprune.dashboard.glyphs import Glyphs
+
+Point = Tuple[float, float]
+_BRAILLE_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
+
+
+@dataclass
+class Line:
+    points: Sequence[Point]
+    style: str
+    mark: str  # the ASCII mark of this line
+
+
+def _span(values: List[float], given: Optional[Tuple[float, float]]) -> Tuple[float, float]:
+    lo, hi = given if given else (min(values), max(values))
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1.0, hi + 1.0
+    return lo, hi
+
+
+def _raster(lines: Sequence[Line], cols: int, rows: int, sub: Tuple[int, int],
+            xr: Tuple[float, float], yr: Tuple[float, float]) -> List[Dict[Tuple[int, int], int]]:
+    """Per line: {(cell col, cell row): braille bits (or 1)} of its segments."""
+    sx, sy = sub
+    dots_x, dots_y = cols * sx - 1, rows * sy - 1
+    (x0, x1), (y0, y1) = xr, yr
+    grids = []
+    for line in lines:
+        grid: Dict[Tuple[int, int], int] = {}
+        prev = None
+        for x, y in line.points:
+            if x is None or y is None or not math.isfinite(y):
+                prev = None
+                continue
+            dx = round((x - x0) / (x1 - x0) * dots_x)
+            dy = round((y1 - y) / (y1 - y0) * dots_y)
+            dx, dy = min(max(dx, 0), dots_x), min(max(dy, 0), dots_y)
+            steps = max(abs(dx - prev[0]), abs(dy - prev[1])) if prev else 0
+            for i in range(steps + 1):
+                px = dx if not steps else round(prev[0] + (dx - prev[0]) * i / steps)
+                py = dy if not steps else round(prev[1] + (dy - prev[1]) * i / steps)
+                bit = _BRAILLE_BITS[py % 4][px % 2] if sx == 2 else 1
+                key = (px // sx, py // sy)
+                grid[key] = grid.get(key, 0) | bit
+            prev = (dx, dy)
+        grids.append(grid)
+    return grids
+
+
+def line_chart(lines: Sequence[Line], width: int, height: int, g: Glyphs, *,
+               y_range: Optional[Tuple[float, float]] = None,
+               x_range: Optional[Tuple[float, float]] = None,
+               steps: Sequence[float] = (), x_labels: Sequence[Tuple[float, str]] = (),
+               y_format: Callable[[float], str] = lambda v: f"{v:.0f}") -> List[Text]:
+    """``height`` lines of ``width`` cells: a y axis with labels, the lines, dim vertical
+    marks at the x positions in ``steps`` and, when given, a row of x labels."""
+    xs = [p[0] for line in lines for p in line.points if p[1] is not None]
+    ys = [p[1] for line in lines for p in line.points if p[1] is not None]
+    if not xs or width < 8 or height < 2:
+        return [Text("no data yet", style="dim")]
+    xr, yr = _span(xs, x_range), _span(ys, y_range)
+    labels = {0: y_format(yr[1]), height - 1 - bool(x_labels): y_format(yr[0])}
+    rows = height - bool(x_labels)
+    if rows >= 5:
+        labels[(rows - 1) // 2] = y_format((yr[0] + yr[1]) / 2)
+    gutter = max(len(s) for s in labels.values()) + 1
+    cols = width - gutter
+    sub = (2, 4) if g.braille else (1, 1)
+    grids = _raster(lines, cols, rows, sub, xr, yr)
+    step_cols = {min(cols - 1, max(0, round((x - xr[0]) / (xr[1] - xr[0]) * (cols * sub[0] - 1))
+                                    // sub[0])) for x in steps}
+    out = []
+    for r in range(rows):
+        text = Text(no_wrap=True, overflow="crop")
+        label = labels.get(r)
+        text.append((label.rjust(gutter - 1) + g.y_tick) if label is not None
+                    else " " * (gutter - 1) + g.y_axis, style="dim")
+        run: List[str] = []
+        run_style = ""
+        for c in range(cols):
+            char, style = " ", ""
+            for line, grid in zip(lines, grids):
+                bits = grid.get((c, r))
+                if bits:
+                    char = chr(0x2800 + bits) if g.braille else line.mark
+                    style = line.style
+            if char == " " and c in step_cols:
+                char, style = g.step_mark, "dim"
+            if style != run_style and run:
+                text.append("".join(run), style=run_style)
+                run = []
+            run_style = style
+            run.append(char)
+        text.append("".join(run), style=run_style)
+        out.append(text)
+    if x_labels:
+        axis = [" "] * cols
+        for x, label in x_labels:
+            c = round((x - xr[0]) / (xr[1] - xr[0]) * (cols - 1))
+            if 0 <= c and c + len(label) <= cols and all(ch == " " for ch in axis[c:c + len(label)]):
+                axis[c:c + len(label)] = list(label)
+        out.append(Text(" " * (gutter - 1) + g.corner + "".join(axis), style="dim",
+                        no_wrap=True, overflow="crop"))
+    return out
+
+
+def sparkline(values: Sequence[float], width: int, g: Glyphs) -> str:
+    """The last values as one row of level glyphs; more values than cells are averaged."""
+    if not values or width <= 0:
+        return ""
+    if len(values) > width:
+        n = len(values)
+        values = [sum(values[i * n // width:(i + 1) * n // width])
+                  / max(1, (i + 1) * n // width - i * n // width) for i in range(width)]
+    lo, hi = min(values), max(values)
+    top = len(g.spark) - 1
+    if hi - lo < 1e-12:
+        return g.spark[top // 2] * len(values)
+    return "".join(g.spark[round((v - lo) / (hi - lo) * top)] for v in values)
+
+
+def bar(fraction: Optional[float], width: int, g: Glyphs, style: str = "") -> Text:
+    """A bar ``width`` cells long filled to ``fraction`` (0..1), eighths where Unicode allows."""
+    text = Text(no_wrap=True)
+    if width <= 0:
+        return text
+    f = 0.0 if fraction is None else min(1.0, max(0.0, fraction))
+    eighths = round(f * width * 8)
+    full, part = divmod(eighths, 8)
+    partial = g.bar_partials[part - 1] if part else ""
+    text.append(g.bar_full * full + partial, style=style)
+    text.append(g.bar_empty * (width - full - (1 if partial else 0)), style="dim")
+    return text
+
+
+def segmented_bar(filled: int, total: int, width: int, g: Glyphs, style: str = "") -> Text:
+    """``total`` equal segments (heads) of which ``filled`` are drawn full."""
+    if total <= 0 or width < total:
+        return bar(filled / total if total > 0 else 0.0, width, g, style)
+    cell = width // total
+    text = Text(no_wrap=True)
+    text.append(g.bar_full * (cell * filled), style=style)
+    text.append(g.bar_empty * (cell * (total - filled)), style="dim")
+    text.append(" " * (width - cell * total))
+    return text

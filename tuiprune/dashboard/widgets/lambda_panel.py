@@ -1,0 +1,77 @@
+"""RSST λ of the selected state: value, updates, what is squeezed, and its ramp as a chart."""
+
+from __future__ import annotations
+
+from typing import List
+
+from rich.text import Text
+
+from tuiprune.dashboard import fmt
+from tuiprune.dashboard.charts import Line, line_chart
+from tuiprune.dashboard.widgets.base import ViewWidget, clip, set_title
+
+LAMBDA_STYLE = "yellow"
+
+
+class LambdaPanel(ViewWidget):
+    def change_key(self):
+        view = self.ctx.view
+        if not view.states:
+            return id(view), view.method
+        st = view.states[self.ctx.selected]
+        return (id(view), view.method, st.index, st.status, st.lambdas.count,
+                st.lambda_last is None, st.hard_cut is None, st.squeezing is None)
+
+    def sync(self) -> None:
+        name = "lambda" if self.ctx.glyphs.ascii else "λ"
+        view = self.ctx.view
+        if view.method and not view.is_rsst:
+            set_title(self, f"{name} ({view.method})", self.ctx.glyphs.ellipsis)
+        else:
+            set_title(self, f"RSST {name} (state {self.ctx.selected})", self.ctx.glyphs.ellipsis)
+        super().sync()
+
+    def lines(self, width: int, height: int) -> List[Text]:
+        view, g = self.ctx.view, self.ctx.glyphs
+        name = "lambda" if g.ascii else "λ"
+        if not view.method:
+            return [Text("waiting for the run to start", style="dim")]
+        if not view.is_rsst:
+            return [Text(f"{name} does not apply to {view.method}: it cuts the pruned heads and "
+                         "neurons at once after each state.", style="dim")]
+        if not view.states:
+            return [Text("no state yet", style="dim")]
+        st = view.states[self.ctx.selected]
+        last = st.lambda_last
+        out: List[Text] = []
+        if last is None:
+            if st.index == 0:
+                out.append(Text(f"state 0 trains without a target: {name} starts in state 1, "
+                                "after the first pruning step.", style="dim"))
+            elif st.status == "pending":
+                out.append(Text(f"state {st.index} has not started", style="dim"))
+            else:
+                out.append(Text(f"no {name} update in state {st.index}", style="dim"))
+        else:
+            head = Text(no_wrap=True)
+            head.append(f"{name} {fmt.compact(last.get('value'))}", style=f"bold {LAMBDA_STYLE}")
+            head.append(f"  {fmt.count(last.get('step'))}/{fmt.count(last.get('steps'))} updates")
+            out.append(head)
+        squeeze = last or st.squeezing
+        if squeeze:
+            out.append(Text(f"squeezing {fmt.count(squeeze.get('heads'))} heads{g.sep}"
+                            f"{fmt.count(squeeze.get('neurons'))} neurons{g.sep}"
+                            f"{fmt.count(squeeze.get('regularized'))} weights", no_wrap=True))
+        cut = st.hard_cut
+        if cut is not None:
+            out.append(Text(f"hard cut: val {fmt.pct(cut.val_acc_before, 2)} -> "
+                            f"{fmt.pct(cut.val_acc_after, 2)}{g.sep}residual "
+                            f"{fmt.compact(cut.residual_norm)}", no_wrap=True))
+        out = [clip(t, width, g.ellipsis) for t in out]
+        points = st.lambdas.snapshot()
+        room = height - len(out)
+        if len(points) >= 2 and room >= 3:
+            top = max(y for _, y in points)
+            out += line_chart([Line(points, LAMBDA_STYLE, g.line_mark)], width, room, g,
+                              y_range=(0.0, top if top > 0 else 1.0), y_format=fmt.compact)
+        return out

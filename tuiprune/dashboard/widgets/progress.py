@@ -1,0 +1,78 @@
+"""Progress of the current epoch (batches, images/s, ETA) and its batch loss/acc sparklines;
+how the run ended once it has."""
+
+from __future__ import annotations
+
+from typing import List
+
+from rich.text import Text
+
+from tuiprune.dashboard import fmt, timing
+from tuiprune.dashboard import viewmodel as vm
+from tuiprune.dashboard.charts import bar, sparkline
+from tuiprune.dashboard.widgets.base import ViewWidget, clip
+
+END_STYLE = {vm.COMPLETED: "bold cyan", vm.STOPPED: "bold yellow", vm.FAILED: "bold red",
+             vm.LOST: "bold red"}
+
+
+class EpochProgress(ViewWidget):
+    def epoch_line(self, width: int) -> Text:
+        view, g = self.ctx.view, self.ctx.glyphs
+        p = view.progress
+        text = Text(no_wrap=True)
+        if p.state is None:
+            text.append("no epoch started yet", style="dim")
+            return text
+        epochs = view.states[p.state].epochs if p.state < len(view.states) else None
+        text.append(f"state {p.state}{g.sep}epoch {p.epoch + 1}/{epochs or '?'}{g.sep}", style="bold")
+        batch = 0 if p.batch is None else p.batch + 1
+        tail = (f" {timing.epoch_fraction(view) * 100:3.0f}%{g.sep}batch {batch}/"
+                f"{fmt.count(p.batches)}{g.sep}{fmt.count(round(p.images_per_s or 0))} img/s"
+                f"{g.sep}ETA {fmt.duration(timing.epoch_eta(view))}")
+        room = width - text.cell_len - len(tail)
+        if room >= 6:
+            text.append_text(bar(timing.epoch_fraction(view), min(room, 30), g, "green"))
+        text.append(tail)
+        return text
+
+    def spark_line(self, width: int) -> Text:
+        p, g = self.ctx.view.progress, self.ctx.glyphs
+        text = Text(no_wrap=True)
+        loss = [y for _, y in p.loss.snapshot()]
+        acc = [y for _, y in p.acc.snapshot()]
+        if not loss and not acc:
+            return text
+        each = max(4, (width - 30) // 2)
+        if loss:
+            text.append(f"loss {fmt.compact(loss[-1]):>7} ")
+            text.append(sparkline(loss, each, g), style="yellow")
+            text.append("  ")
+        if acc:
+            text.append(f"acc {fmt.pct(acc[-1]):>6} ")
+            text.append(sparkline(acc, each, g), style="green")
+        return text
+
+    def end_line(self) -> Text:
+        view, g = self.ctx.view, self.ctx.glyphs
+        end = view.ended or {}
+        text = Text(f"run {view.status}", style=END_STYLE.get(view.status, "bold"))
+        if view.status == vm.LOST:
+            text.append(f"{g.sep}see the log pane (l) for the last lines of engine.log")
+            return text
+        text.append(f"{g.sep}best val {fmt.pct(end.get('best_val_acc'), 2)}"
+                    f"{g.sep}final val {fmt.pct(end.get('final_val_acc'), 2)}")
+        if end.get("test_acc") is not None:
+            text.append(f"{g.sep}test {fmt.pct(end.get('test_acc'), 2)}")
+        text.append(f"{g.sep}sparsity {fmt.pct(end.get('sparsity'), 2)}")
+        if end.get("message"):
+            text.append(f"{g.sep}{g.text(str(end['message']))}")
+        return text
+
+    def lines(self, width: int, height: int) -> List[Text]:
+        g = self.ctx.glyphs
+        if self.ctx.view.finished:
+            first = self.end_line()
+        else:
+            first = self.epoch_line(width)
+        return [clip(first, width, g.ellipsis), clip(self.spark_line(width), width, g.ellipsis)]

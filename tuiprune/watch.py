@@ -1,0 +1,38 @@
+"""``tuiprune watch [CONFIG | RUN_DIR]``: start a run in the background and/or follow it live.
+
+Quitting the dashboard leaves the engine running; we print how to come back.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+from engine.errors import UserError
+
+
+def require_terminal(command: str) -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError(f"tuiprune {command} draws a dashboard and needs an interactive "
+                        "terminal; without one use tuiprune run (headless)")
+
+
+def watch_main(target: Optional[str], overrides: List[str], ascii_only: bool) -> int:
+    from tuiprune.dashboard.targets import watch_target
+
+    require_terminal("watch")
+    run_dir = watch_target(target, list(overrides))
+    from tuiprune.dashboard.app import DashboardApp
+    from tuiprune.dashboard.liveness import engine_state
+    from tuiprune.eventlog import LOG_NAME
+
+    app = DashboardApp(run_dir / LOG_NAME, run_dir, mode="watch", ascii_only=ascii_only)
+    app.run()
+    if app.return_code not in (None, 0):
+        return app.return_code
+    status = app.ctx.view.status
+    if engine_state(run_dir):
+        print(f"The run goes on in the background. Re-attach with: tuiprune watch {run_dir}")
+    else:
+        print(f"Run {status}. Look at it again with: tuiprune watch {run_dir}")
+    return 0
