@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -107,7 +106,7 @@ async def test_lambda_panel_shows_rsst_lambda_and_says_refill_has_none():
         assert f"hard cut: val {pct(cut['val_acc_before'], 2)} -> " \
                f"{pct(cut['val_acc_after'], 2)}" in text
         await pilot.press("left")
-        assert "state 0 trains without a target" in screen_text(app)
+        assert "state 0 has no target yet: λ starts in state 1." in screen_text(app)
     text = await run_and_read(replay(REFILL))
     assert "λ (refill)" in text and "λ does not apply to refill" in text
     assert "updates" not in text

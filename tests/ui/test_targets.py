@@ -101,3 +101,15 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: no such run directory or event log: {tmp_path / 'nope'}"]
+
+
+def test_watch_starts_a_run_for_a_config_or_the_word_demo(tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(targets, "_start", lambda path, overrides: started.append(
+        (str(path), overrides)) or tmp_path)
+    config = tmp_path / "my.toml"
+    config.write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert targets.watch_target(str(config), ["train.epochs=1"]) == tmp_path
+    assert targets.watch_target("demo", []) == tmp_path
+    assert started == [(str(config), ["train.epochs=1"]), ("demo", [])]

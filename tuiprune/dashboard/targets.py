@@ -96,8 +96,9 @@ def watch_target(target: Optional[str], overrides: list) -> Path:
         run_dir = Path(run)
     else:
         path = Path(target).expanduser()
-        if path.is_file() and path.suffix == ".toml":
-            return _start(path, overrides)
+        if (path.is_file() and path.suffix == ".toml") or (target == "demo"
+                                                            and not path.exists()):
+            return _start(path, overrides)  # "demo": the shipped demo config
         if path.is_file() and path.name == LOG_NAME:
             path = path.parent
         if not path.exists():

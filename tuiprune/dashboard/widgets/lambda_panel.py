@@ -44,15 +44,7 @@ class LambdaPanel(ViewWidget):
         st = view.states[self.ctx.selected]
         last = st.lambda_last
         out: List[Text] = []
-        if last is None:
-            if st.index == 0:
-                out.append(Text(f"state 0 trains without a target: {name} starts in state 1, "
-                                "after the first pruning step.", style="dim"))
-            elif st.status == "pending":
-                out.append(Text(f"state {st.index} has not started", style="dim"))
-            else:
-                out.append(Text(f"no {name} update in state {st.index}", style="dim"))
-        else:
+        if last is not None:
             head = Text(no_wrap=True)
             head.append(f"{name} {fmt.compact(last.get('value'))}", style=f"bold {LAMBDA_STYLE}")
             head.append(f"  {fmt.count(last.get('step'))}/{fmt.count(last.get('steps'))} updates")
@@ -68,6 +60,14 @@ class LambdaPanel(ViewWidget):
                             f"{fmt.pct(cut.val_acc_after, 2)}{g.sep}residual "
                             f"{fmt.compact(cut.residual_norm)}", no_wrap=True))
         out = [clip(t, width, g.ellipsis) for t in out]
+        if last is None:  # a note, wrapped to the panel
+            if st.index == 0:
+                note = f"state 0 has no target yet: {name} starts in state 1."
+            elif st.status == "pending":
+                note = f"state {st.index} has not started."
+            else:
+                note = f"no {name} update in state {st.index} yet."
+            out.insert(0, Text(note, style="dim"))
         points = st.lambdas.snapshot()
         room = height - len(out)
         if len(points) >= 2 and room >= 3:
