@@ -154,6 +154,17 @@ async def test_log_pane_toggles_and_filters():
         assert app.return_code == 0
 
 
+async def test_ctrl_c_quits_even_from_the_filter_box():
+    app = replay(RSST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", "q")
+        assert app.return_code is None and 'filter "q"' in screen_text(app)  # q is text here
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.return_code == 0
+
+
 async def test_escape_clears_the_filter_and_l_hides_the_pane():
     app = replay(RSST)
     async with app.run_test(size=(120, 40)) as pilot:

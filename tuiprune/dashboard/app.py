@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from textual.app import App, ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.scrollbar import ScrollBarRender
 
@@ -54,7 +55,7 @@ class AsciiScrollBarRender(ScrollBarRender):
 class DashboardApp(App[None]):
     CSS_PATH = "dashboard.tcss"
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = keys.bindings()
+    BINDINGS = keys.bindings() + [Binding("ctrl+c", "quit", "quit", show=False, priority=True)]
 
     def __init__(self, log_path: Path, run_dir: Optional[Path] = None, mode: str = "watch",
                  ascii_only: bool = False, speed: float = 10.0) -> None:

@@ -26,6 +26,7 @@ KEYS: Tuple[Key, ...] = (
     Key("left", "select(-1)", "←", "<-", "previous state", ""),
     Key("right", "select(1)", "→", "->", "next state", ""),
     Key("q", "quit", "q", "q", "quit the dashboard (a live run goes on)", "quit"),
+    Key("ctrl+c", "", "ctrl+c", "ctrl+c", "quit, also while typing a filter", ""),
     Key("S", "stop_run", "S", "S", "stop the run (asks y to confirm; the engine checkpoints)",
         "stop", watch_only=True),
     Key("l", "toggle_log", "l", "l", "show or hide the log pane", "log"),
