@@ -373,8 +373,16 @@ def _saliency(model, struct: VitStructure, m_e: Masks, calib, loss_fn):
 
 
 # --------------------------------------------------------------------------- applying
-_MASK = "_tuiprune_mask"       # non-persistent buffer: not in state_dict, moves with .to()
-_HOOK = "_tuiprune_grad_hook"  # handle of the gradient hook on the weight
+# Enforcement state lives in two places that survive copy.deepcopy / pickling of the model: the
+# mask (a non-persistent buffer: not in state_dict, moves with .to(); 0/1 in the weight's dtype,
+# because multiplying by a bool mask is several times slower on CPU) and a forward pre-hook.
+# The per-weight gradient hooks and the registry of masked layers are process-side and are
+# (re)made by that pre-hook for a layer they do not know yet — e.g. a deep copy's first forward.
+_MASK = "_tuiprune_mask"
+_HOOK = "_tuiprune_grad_hook"  # no longer set; engine.compact still imports it (use remove_masks)
+# id(weight) → (weakref to it, its gradient hook handle); tensors compare element-wise, so
+# they cannot key a WeakKeyDictionary.
+_GRAD_HOOKS: Dict[int, tuple] = {}
 _MASKED: "weakref.WeakSet[nn.Linear]" = weakref.WeakSet()
 
 
@@ -384,9 +392,10 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
     No parameter is renamed: ``model.state_dict()`` has the same keys as the dense model's.
     The mask lives in a non-persistent buffer of each Linear; a gradient hook zeroes the
     gradient of pruned weights (so optimizer state stays clean) and a global optimizer
-    step-post hook re-applies every mask after any ``optimizer.step()`` — SGD, AdamW with
-    decoupled weight decay, momentum built before the cut — in any training loop. Calling
-    again replaces all masks; layers absent from ``masks`` become unmasked.
+    step-post hook re-applies the masks of the weights an ``optimizer.step()`` updated — SGD,
+    AdamW with decoupled weight decay, momentum built before the cut — in any training loop.
+    A deep copy or unpickled copy of a masked model enforces its masks from its first forward.
+    Calling again replaces all masks; layers absent from ``masks`` become unmasked.
     """
     struct = describe(model)
     masks = _check_masks(struct, masks, "masks")
@@ -396,13 +405,13 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
             _unmask(lin)
             continue
         w = lin.weight
-        keep = (mask.to(w.device) != 0)
+        keep = (mask.to(w.device) != 0).to(w.dtype)
         lin.register_buffer(_MASK, keep, persistent=False)
         with torch.no_grad():
             w.mul_(keep)
-        if getattr(lin, _HOOK, None) is None:
-            setattr(lin, _HOOK, w.register_hook(_grad_hook(weakref.ref(lin))))
-        _MASKED.add(lin)
+        if _enforce not in lin._forward_pre_hooks.values():
+            lin.register_forward_pre_hook(_enforce)
+        _enforce(lin)
 
 
 def remove_masks(model: nn.Module) -> None:
@@ -412,17 +421,31 @@ def remove_masks(model: nn.Module) -> None:
 
 
 def current_masks(model: nn.Module) -> Optional[Masks]:
-    """The masks in force (bool tensors, True = keep), or None when the model is unmasked."""
-    out = {name: getattr(lin, _MASK) for name, lin in describe(model).linears().items()
+    """The masks in force (new bool tensors, True = keep), or None when the model is
+    unmasked."""
+    out = {name: getattr(lin, _MASK) != 0 for name, lin in describe(model).linears().items()
            if getattr(lin, _MASK, None) is not None}
     return out or None
 
 
+def _enforce(lin: nn.Linear, _args=None) -> None:
+    """Make sure this layer's weight has its gradient hook and the layer is registered."""
+    w = lin.weight
+    entry = _GRAD_HOOKS.get(id(w))
+    if entry is None or entry[0]() is not w:
+        key = id(w)
+        ref = weakref.ref(w, lambda _ref: _GRAD_HOOKS.pop(key, None))
+        _GRAD_HOOKS[key] = (ref, w.register_hook(_grad_hook(weakref.ref(lin))))
+        _MASKED.add(lin)
+
+
 def _unmask(lin: nn.Linear) -> None:
-    handle = getattr(lin, _HOOK, None)
-    if handle is not None:
-        handle.remove()
-        setattr(lin, _HOOK, None)
+    entry = _GRAD_HOOKS.get(id(lin.weight))
+    if entry is not None and entry[0]() is lin.weight:
+        entry[1].remove()
+        del _GRAD_HOOKS[id(lin.weight)]
+    for key in [k for k, hook in lin._forward_pre_hooks.items() if hook is _enforce]:
+        del lin._forward_pre_hooks[key]
     if _MASK in lin._buffers:
         del lin._buffers[_MASK]
     _MASKED.discard(lin)
@@ -436,12 +459,21 @@ def _grad_hook(lin_ref):
     return hook
 
 
-def _reapply_masks(_optimizer, _args, _kwargs) -> None:
-    with torch.no_grad():
-        for lin in list(_MASKED):
-            mask = getattr(lin, _MASK, None)
-            if mask is not None:
-                lin.weight.mul_(mask)
+def _reapply_masks(optimizer, _args, _kwargs) -> None:
+    """After any ``optimizer.step()``: re-zero the pruned weights that optimizer updates (one
+    fused multiply; other models' masked weights are left alone)."""
+    if not _MASKED:
+        return
+    stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    weights, masks = [], []
+    for lin in list(_MASKED):
+        mask = getattr(lin, _MASK, None)
+        if mask is not None and id(lin.weight) in stepped:
+            weights.append(lin.weight)
+            masks.append(mask)
+    if weights:
+        with torch.no_grad():
+            torch._foreach_mul_(weights, masks)
 
 
 register_optimizer_step_post_hook(_reapply_masks)

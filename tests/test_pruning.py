@@ -7,6 +7,7 @@ straightforward loop-based reference implementations.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 
@@ -586,6 +587,29 @@ def test_reapplying_replaces_the_masks(tiny_vit):
         train_step(model, opt, seed=s)
     assert bool((pruned_values(model, {k: v for k, v in second.items() if "blocks.0" in k})
                  != 0).all())
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "torch.save"])
+def test_a_copy_of_a_masked_model_keeps_its_masks(tiny_vit, how):
+    model = randomize(tiny_vit().train())
+    masks = head_masks(model)
+    apply_masks(model, masks)
+    apply_masks(model, masks)  # re-applying adds no second set of hooks
+    if how == "deepcopy":
+        copied = copy.deepcopy(model)
+    else:
+        buf = io.BytesIO()
+        torch.save(model, buf)
+        buf.seek(0)
+        copied = torch.load(buf, weights_only=False)
+    assert all(torch.equal(current_masks(copied)[n], masks[n] != 0) for n in masks)
+    opt = torch.optim.SGD(copied.parameters(), lr=0.1, momentum=0.9)
+    for s in range(3):
+        train_step(copied, opt, seed=s)
+    assert bool((pruned_values(copied, masks) == 0).all())
+    assert bool((pruned_values(model, masks) == 0).all())
+    train_step(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    assert bool((pruned_values(model, masks) == 0).all())
 
 
 def test_remove_masks_lets_weights_train_again(tiny_vit):
