@@ -1,33 +1,15 @@
-"""Helpers for the dashboard tests: fixture runs, screen text, waiting for a replay."""
+"""Dashboard tests: async tests without a plugin, and copies of fixture runs."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import io
-import json
-import os
 import shutil
-import sys
-import time
 from pathlib import Path
-from typing import List
 
 import pytest
-from rich.console import Console
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path.insert(0, str(HERE))
-
-# Run directories written by the real engine (tests/fixtures/make_fixtures.py).
-FIXTURE_RUNS = ROOT / "tests" / "fixtures" / "runs"
-REFILL, RSST, FAILED, LOST = (FIXTURE_RUNS / name for name in
-                              ("refill_global", "rsst_global", "failed_nan", "lost_killed"))
-
-# Log-pane timestamps are local time: pin the zone so snapshots do not depend on the machine.
-os.environ["TZ"] = "UTC"
-time.tzset()
+import dash_helpers  # noqa: F401  (pins the time zone, puts tests/ui on sys.path)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -38,50 +20,6 @@ def pytest_pyfunc_call(pyfuncitem):
         asyncio.run(pyfuncitem.obj(**args))
         return True
     return None
-
-
-def events_of(run_dir: Path) -> List[dict]:
-    out = []
-    for line in (run_dir / "events.jsonl").read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
-def last_of(run_dir: Path, kind: str) -> dict:
-    return [e for e in events_of(run_dir) if e["event"] == kind][-1]
-
-
-def screen_text(app) -> str:
-    """What the terminal shows now, as plain text (the SVG screenshot's text)."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
-                      color_system="truecolor", record=True, legacy_windows=False,
-                      safe_box=False)
-    console.print(app.screen._compositor.render_update(
-        full=True, screen_stack=app._background_screens))
-    return console.export_text()
-
-
-async def settle(pilot, timeout: float = 10.0) -> None:
-    """Wait until the app has read its whole log and drawn it."""
-    app = pilot.app
-    deadline = time.monotonic() + timeout
-    while not app.caught_up:
-        assert time.monotonic() < deadline, "the dashboard did not read its log in time"
-        await pilot.pause(0.02)
-    app.redraw()
-    await pilot.pause()
-    await pilot.pause()  # scrolling the log pane to its end waits for one refresh
-
-
-async def wait_for(pilot, predicate, timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
-        await pilot.pause(0.05)
 
 
 @pytest.fixture

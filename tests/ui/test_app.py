@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAILED, REFILL, RSST, last_of, screen_text, settle, wait_for
+from dash_helpers import FAILED, REFILL, RSST, last_of, screen_text, settle, wait_for
 from engine.pidfile import write_pidfile
 from tuiprune.dashboard.app import DashboardApp
 from tuiprune.dashboard.keys import keys_for

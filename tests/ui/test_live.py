@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from dash_helpers import ROOT
 from engine.pidfile import engine_alive, request_stop
 from test_terminal import TUIPRUNE, Tmux
 

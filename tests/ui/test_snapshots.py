@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import FAILED, REFILL, RSST, settle
+from dash_helpers import FAILED, REFILL, RSST, settle
 from tuiprune.dashboard.app import DashboardApp
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import synthlog
-from conftest import ROOT, RSST
+from dash_helpers import ROOT, RSST
 from engine.errors import UserError
 from tuiprune.dashboard import targets
 from tuiprune.replay import replay_main

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, RSST, last_of
+from dash_helpers import ROOT, RSST, last_of
 
 pytestmark = pytest.mark.slow
 TUIPRUNE = ROOT / ".venv" / "bin" / "tuiprune"
