@@ -47,6 +47,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from engine.pruning import remove_masks
 from engine.structure import BlockStructure, describe
 
 STRUCTURE_FILE = "structure.json"
@@ -279,25 +280,12 @@ def compact(model: nn.Module, masks_or_kept: MasksOrKept) -> nn.Module:
             raise ValueError(f"masks/model mismatch: block {blk.index}: kept indices out of "
                              f"range or repeated")
     new = copy.deepcopy(model)
+    remove_masks(new)  # the copy has no pruned weights left to mask
     with torch.no_grad():
         for blk, block, keep in zip(structure, new.blocks, kept.blocks):
-            for lin in (block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2):
-                _forget_mask(lin)
             _compact_attn(block, blk, keep.heads_kept)
             _compact_mlp(block, keep.neurons_kept)
     return new
-
-
-def _forget_mask(lin: nn.Linear) -> None:
-    """Drop what ``engine.pruning.apply_masks`` attached to a Linear of the copy: its mask
-    buffer (shaped like the dense weight) and its gradient-hook handle (which belongs to the
-    original's weight). The compacted model has no pruned weights left to mask; deepcopy gave
-    its parameters fresh tensors without hooks."""
-    from engine.pruning import _HOOK, _MASK
-
-    lin._buffers.pop(_MASK, None)
-    lin._non_persistent_buffers_set.discard(_MASK)
-    lin.__dict__.pop(_HOOK, None)
 
 
 def _compact_attn(block: nn.Module, blk: BlockStructure, heads: Sequence[int]) -> None:

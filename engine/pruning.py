@@ -379,7 +379,6 @@ def _saliency(model, struct: VitStructure, m_e: Masks, calib, loss_fn):
 # The per-weight gradient hooks and the registry of masked layers are process-side and are
 # (re)made by that pre-hook for a layer they do not know yet — e.g. a deep copy's first forward.
 _MASK = "_tuiprune_mask"
-_HOOK = "_tuiprune_grad_hook"  # no longer set; engine.compact still imports it (use remove_masks)
 # id(weight) → (weakref to it, its gradient hook handle); tensors compare element-wise, so
 # they cannot key a WeakKeyDictionary.
 _GRAD_HOOKS: Dict[int, tuple] = {}
