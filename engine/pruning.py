@@ -306,8 +306,9 @@ class _EvalMode:
 
 def _activation(model, struct: VitStructure, m_e: Masks, calib, criterion: str):
     device = struct.blocks[0].qkv.weight.device
-    sums_h = [torch.zeros(b.num_heads, dtype=torch.float64, device=device) for b in struct]
-    sums_n = [torch.zeros(b.hidden, dtype=torch.float64, device=device) for b in struct]
+    acc = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    sums_h = [torch.zeros(b.num_heads, dtype=acc, device=device) for b in struct]
+    sums_n = [torch.zeros(b.hidden, dtype=acc, device=device) for b in struct]
     counts = [0, 0]  # values averaged per head / per neuron (equal within a model's blocks)
     power = 1 if criterion == "l1" else 2
     handles = []
@@ -317,7 +318,7 @@ def _activation(model, struct: VitStructure, m_e: Masks, calib, criterion: str):
             # out: (B, N, 3*H*D) → per head over batch, tokens, q/k/v and head_dim
             x = out.detach().abs() if power == 1 else out.detach().pow(2)
             x = x.reshape(-1, 3, b.num_heads, b.head_dim)
-            sums_h[i] += x.sum(dim=(0, 1, 3), dtype=torch.float64)
+            sums_h[i] += x.sum(dim=(0, 1, 3), dtype=acc)
             if i == 0:
                 counts[0] += x.shape[0] * 3 * b.head_dim
         return hook
@@ -326,7 +327,7 @@ def _activation(model, struct: VitStructure, m_e: Masks, calib, criterion: str):
         def hook(_mod, _inp, out):
             x = out.detach().abs() if power == 1 else out.detach().pow(2)
             x = x.reshape(-1, b.hidden)
-            sums_n[i] += x.sum(dim=0, dtype=torch.float64)
+            sums_n[i] += x.sum(dim=0, dtype=acc)
             if i == 0:
                 counts[1] += x.shape[0]
         return hook

@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -40,8 +40,8 @@ from engine.pruning import apply_masks, current_masks, sparsity_report
 from engine.rewind import RewindTarget, parse_rewind
 from engine.rsst import RSSTRegularizer
 from engine.structure import describe
-from engine.train import (amp_dtype, autocast, calibration_batches, evaluate, lr_at,
-                          make_optimizer)
+from engine.train import (accumulator_dtype, amp_dtype, autocast, calibration_batches,
+                          evaluate, lr_at, make_optimizer)
 from engine.transitions import begin_refill_state, hard_cut, prune_step
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
@@ -122,6 +122,7 @@ class Run:
         self.optimizer_state: Optional[dict] = None
         self.rewind: Optional[RewindTarget] = None
         self.warned: set = set()
+        self.last_state_ended: Optional[dict] = None  # for run_ended
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -195,7 +196,8 @@ class Run:
             present = {_durable_key(e) for e in logged if e["event"] in DURABLE}
             for ev in ck.get("pending_events", []):
                 if _durable_key(ev) not in present:
-                    self.emit(ev["event"], **{k: v for k, v in ev.items() if k != "event"})
+                    logged.append(self.emit(ev["event"],
+                                            **{k: v for k, v in ev.items() if k != "event"}))
             source = str(latest.relative_to(self.run_dir))
         else:
             self.rewind = (RewindTarget.capture(self.model) if self.rewind_kind == "init"
@@ -203,6 +205,8 @@ class Run:
             source = None
         if not any(e["event"] == "run_started" for e in logged):
             self._emit_run_started()
+        self.last_state_ended = next((e for e in reversed(logged)
+                                      if e["event"] == "state_ended"), None)
         self.emit("resumed", from_state=self.state, from_epoch=self.epoch,
                   from_batch=self.batch, pid=os.getpid(), device=str(self.device),
                   checkpoint=source)
@@ -295,7 +299,7 @@ class Run:
         model.train()
         seed = data_mod.mix_seed(self.cfg["run"]["seed"], s, e)
         throttle = Throttle(0.1)
-        loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+        loss_sum = torch.zeros((), device=dev, dtype=accumulator_dtype(dev))
         correct = torch.zeros((), device=dev, dtype=torch.long)
         first_bad = torch.full((), -1, device=dev, dtype=torch.long)
         seen_before, seen = self.partial.seen, 0
@@ -469,6 +473,7 @@ class Run:
         path = self._save_latest(pending=pending)
         for ev in pending:
             self.emit(**ev)
+        self.last_state_ended = next(e for e in pending if e["event"] == "state_ended")
         self.emit("checkpoint", state=s, epoch=self.epochs - 1, batch=None, kind="latest",
                   path=path)
         if self.stop_requested and self.state < self.states:
@@ -517,29 +522,21 @@ class Run:
         self.emit(**ev)
 
     def _end(self, status: str, message: str) -> None:
-        if self.log is None or self.log._file.closed:
-            self.log = EventLog(self.run_dir / EVENTS_FILE, seq=self.log.seq if self.log
-                                else 0, listeners=self.listeners)
+        """``run_ended``: the results of the state in progress, or of the last finished one."""
+        if self.info.best_val_acc >= 0:
+            best, final, test = (self.info.best_val_acc, self.info.last_val_acc,
+                                 self.info.best_test_acc)
+        else:
+            last = self.last_state_ended or {}
+            best, final, test = (last.get("best_val_acc"), last.get("final_val_acc"),
+                                 last.get("test_acc"))
         sparsity = None
         if hasattr(self, "model"):
             sparsity = round(sparsity_report(self.model).sparsity, 4)
-        self.emit("run_ended", status=status, best_val_acc=self.info.best_val_acc
-                  if self.info.best_val_acc >= 0 else self._last_best(),
-                  final_val_acc=self.info.last_val_acc or self._last_final(),
-                  test_acc=self.info.best_test_acc, sparsity=sparsity,
-                  seconds=time.time() - self.t_start, message=message)
+        self.emit("run_ended", status=status, best_val_acc=best, final_val_acc=final,
+                  test_acc=test, sparsity=sparsity, seconds=time.time() - self.t_start,
+                  message=message)
         self.log.close()
-
-    def _last_best(self) -> Optional[float]:
-        """Best val acc of the last finished state, read back from the log."""
-        ended = [e for e in iter_events(self.run_dir / EVENTS_FILE)
-                 if e["event"] == "state_ended"]
-        return ended[-1].get("best_val_acc") if ended else None
-
-    def _last_final(self) -> Optional[float]:
-        ended = [e for e in iter_events(self.run_dir / EVENTS_FILE)
-                 if e["event"] == "state_ended"]
-        return ended[-1].get("final_val_acc") if ended else None
 
     # ------------------------------------------------------------------ checkpoints
     def _common(self, kind: str) -> dict:

@@ -42,6 +42,11 @@ def lr_at(t: dict, step: int, steps_per_epoch: int) -> float:
     return t["lr"]
 
 
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 for running sums, except on MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def amp_dtype(amp, device: torch.device) -> Tuple[Optional[torch.dtype], Optional[str]]:
     """The autocast dtype for ``train.amp`` on ``device`` and a warning when it cannot apply."""
     if amp is False:
@@ -66,7 +71,7 @@ def evaluate(model: nn.Module, source, device: torch.device,
     """Mean loss and accuracy (percent) over a whole split, in eval mode; one sync at the end."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    loss_sum = torch.zeros((), device=device, dtype=accumulator_dtype(device))
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     for x, y in source.batches():

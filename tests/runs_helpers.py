@@ -26,9 +26,14 @@ TINY = [
 ]
 
 
-def sets(*overrides: str) -> List[str]:
-    """``--set`` arguments for TINY plus ``overrides``."""
-    return [a for s in (*TINY, *overrides) for a in ("--set", s)]
+def overrides(*extra: str) -> List[str]:
+    """TINY plus ``extra`` as ``section.key=value`` strings."""
+    return [*TINY, *extra]
+
+
+def sets(*extra: str) -> List[str]:
+    """``--set`` arguments for TINY plus ``extra``."""
+    return [a for s in overrides(*extra) for a in ("--set", s)]
 
 
 def events(run_dir: Path) -> List[dict]:

@@ -173,7 +173,7 @@ def test_verification_passes_on_completed_runs(reports, name):
     last = of(evs, "state_ended")[-1]
     detail = {r[1]: r[2] for r in rows}["Final checkpoint: structure and sparsity match the log"]
     assert f"({last['sparsity']:.2f} %)" in detail
-    assert f"**Status**: ✅ **completed**" in text
+    assert "**Status**: ✅ **completed**" in text
     assert "## Missing or incomplete" not in text
 
 

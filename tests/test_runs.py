@@ -15,18 +15,15 @@ import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint, model_from_checkpoint
-from runs_helpers import ROOT, epoch_counts, events, of, sets, tuiprune, wait_for
+from runs_helpers import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
 from tuiprune.run_command import run_main
 
 pytestmark = pytest.mark.slow
 
 
-def run_inprocess(tmp_path: Path, name: str, *overrides: str, capsys=None) -> Path:
+def run_inprocess(tmp_path: Path, name: str, *extra: str) -> Path:
     run_dir = tmp_path / name
-    args = [*sets(*overrides)]
-    overrides_only = [args[i + 1] for i in range(0, len(args), 2)]
-    code = run_main(Path("demo"), overrides_only, run_dir=run_dir)
-    assert code == 0
+    assert run_main(Path("demo"), overrides(*extra), run_dir=run_dir) == 0
     return run_dir
 
 
@@ -92,6 +89,10 @@ def test_event_log_of_a_complete_run(four_runs, method, sorting):
     ended = of(evs, "state_ended")
     assert [e["state"] for e in ended] == [0, 1, 2]
     assert ended[2]["sparsity"] == pruned[1]["sparsity"]
+    run_ended = evs[-1]
+    assert run_ended["sparsity"] == ended[2]["sparsity"]
+    for key in ("best_val_acc", "final_val_acc", "test_acc"):
+        assert run_ended[key] == ended[2][key]
 
 
 @pytest.mark.parametrize("method", ["refill", "rsst"])
@@ -113,13 +114,43 @@ def test_checkpoints_hold_dense_keys_masks_and_exact_zeros(four_runs, method):
     assert zeros == last_pruned["zeros"]
 
 
-def test_rewind_init_restores_the_starting_weights(four_runs):
-    """Refill with rewind = init: each later state starts from init.pt's weights (masked)."""
-    run_dir = four_runs["refill", "global"]
-    init = load_checkpoint(run_dir / "checkpoints" / "init.pt")["model"]
-    best0 = load_checkpoint(run_dir / "checkpoints" / "state0_best.pt")["model"]
-    name = "blocks.0.norm1.weight"  # never pruned, trained in state 0
-    assert not torch.equal(init[name], best0[name])
+@pytest.mark.parametrize("rewind, source", [("init", "init.pt"), ("epoch:1", "rewind.pt")])
+@pytest.mark.parametrize("method", ["refill", "rsst"])
+def test_each_state_starts_from_the_rewind_target(tmp_path, rewind, source, method):
+    """The weights a state starts from are the rewind target's, with the masks in force
+    applied — checked at the moment the engine announces the state."""
+    from engine.config import load_config
+    from engine.runner import Run
+
+    cfg = load_config("demo", overrides(f"prune.rewind='{rewind}'", f"prune.method='{method}'"))
+    starts = {}
+    run = Run(cfg, tmp_path / "run")
+
+    def listener(ev):
+        if ev["event"] == "state_started" and ev["state"] > 0:
+            from engine.pruning import current_masks
+
+            starts[ev["state"]] = ({k: v.detach().clone()
+                                    for k, v in run.model.state_dict().items()},
+                                   current_masks(run.model) or {})
+
+    run.listeners.append(listener)
+    assert run.start() == 0
+    target = load_checkpoint(tmp_path / "run" / "checkpoints" / source)
+    if rewind == "epoch:1":
+        assert target["epoch"] == 1
+        assert not torch.equal(target["model"]["blocks.0.norm1.weight"],
+                               load_checkpoint(tmp_path / "run" / "checkpoints" /
+                                               "init.pt")["model"]["blocks.0.norm1.weight"])
+    assert set(starts) == {1, 2}
+    for state, (weights, masks) in starts.items():
+        assert bool(masks) == (method == "refill" or state == 2)  # RSST cuts a state later
+        for key, value in weights.items():
+            expected = target["model"][key]
+            mask = masks.get(key.removesuffix(".weight"))
+            if mask is not None:
+                expected = expected * mask  # pruned weights exactly zero, the rest rewound
+            assert torch.equal(value, expected), (state, key)
 
 
 def test_plain_output_has_one_line_per_epoch_and_no_control_characters(tmp_path, capsys):
