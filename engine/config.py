@@ -258,16 +258,6 @@ def dumps(cfg: dict) -> str:
     return tomli_w.dumps(_drop_none(cfg))
 
 
-def describe_keys() -> str:
-    """Every section and key with its default and help, for documentation."""
-    lines = []
-    for section, keys in SCHEMA.items():
-        lines.append(f"[{section}]")
-        for name, key in keys.items():
-            lines.append(f"  {name} = {key.default!r}  # {key.help}")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- helpers
 def _known(section: str, name: Optional[str] = None, where: str = "config") -> None:
     if section not in SCHEMA:

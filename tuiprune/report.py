@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from engine.errors import UserError
+from engine.events import EVENTS_FILE as LOG_NAME
+from engine.events import SCHEMA_VERSION as KNOWN_VERSION
 
-LOG_NAME = "events.jsonl"
-KNOWN_VERSION = 1
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 MARK = {PASS: "✅", FAIL: "❌", SKIP: "➖"}
 CHECKPOINT_RE = re.compile(r"^state(\d+)_best\.pt$")

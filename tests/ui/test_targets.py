@@ -105,7 +105,7 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
 
 def test_watch_starts_a_run_for_a_config_or_the_word_demo(tmp_path, monkeypatch):
     started = []
-    monkeypatch.setattr(targets, "_start", lambda path, overrides: started.append(
+    monkeypatch.setattr(targets, "start_detached", lambda path, overrides: started.append(
         (str(path), overrides)) or tmp_path)
     config = tmp_path / "my.toml"
     config.write_text("")

@@ -25,7 +25,8 @@ from tuiprune.dashboard import keys
 from tuiprune.dashboard import viewmodel as vm
 from tuiprune.dashboard.context import Context
 from tuiprune.dashboard.glyphs import glyphs
-from tuiprune.dashboard.liveness import ENGINE_LOG, engine_state, gone_reason, tail_lines
+from engine.rundir import ENGINE_LOG
+from tuiprune.dashboard.liveness import engine_state, gone_reason, tail_lines
 from tuiprune.dashboard.player import Player
 from tuiprune.dashboard.widgets.accuracy import AccuracyChart
 from tuiprune.dashboard.widgets.header import RunHeader

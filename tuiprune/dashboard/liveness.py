@@ -7,8 +7,6 @@ from typing import List, Optional
 
 from engine.pidfile import PID_FILE, engine_alive, read_pidfile
 
-ENGINE_LOG = "engine.log"
-
 
 def engine_state(run_dir: Path) -> Optional[bool]:
     """True: alive; False: gone (or never recorded); None: it runs on another host."""

@@ -8,41 +8,11 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from engine.errors import UserError
-from engine.pidfile import PID_FILE
+from engine.rundir import is_run_dir
 from tuiprune.eventlog import LOG_NAME, parse_line
+from tuiprune.launch import DEFAULT_OUTPUT_DIR, newest_run, start_detached
 
 RUN_HINT = "a run directory (output_dir/<name>-<YYYYmmdd-HHMMSS>) or its events.jsonl"
-
-
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / LOG_NAME).is_file() or (path / PID_FILE).is_file())
-
-
-def looks_like_run_dir(path: Path) -> bool:
-    """A directory the engine wrote (so its pid file and engine.log speak for the log)."""
-    return is_run_dir(path) or (path / "config.toml").is_file()
-
-
-def newest_run(output_dir: Path) -> Optional[Path]:
-    """The most recently changed run directory under ``output_dir``."""
-    try:
-        from tuiprune.launch import newest_run as launch_newest
-    except ImportError:
-        launch_newest = None
-    if launch_newest is not None:
-        return launch_newest(output_dir)
-    if not output_dir.is_dir():
-        return None
-    runs = [p for p in output_dir.iterdir() if is_run_dir(p)]
-    return max(runs, key=lambda p: p.stat().st_mtime, default=None)
-
-
-def default_output_dir() -> Path:
-    try:
-        from tuiprune.launch import DEFAULT_OUTPUT_DIR
-    except ImportError:
-        DEFAULT_OUTPUT_DIR = "runs"
-    return Path(DEFAULT_OUTPUT_DIR)
 
 
 def check_log(log: Path, *, must_have_events: bool) -> None:
@@ -82,13 +52,13 @@ def replay_target(target: str) -> Tuple[Optional[Path], Path]:
     else:
         raise UserError(f"no such run directory or event log: {path}")
     check_log(log, must_have_events=True)
-    return (log.parent if looks_like_run_dir(log.parent) else None), log
+    return (log.parent if is_run_dir(log.parent) else None), log
 
 
 def watch_target(target: Optional[str], overrides: list) -> Path:
     """The run directory ``tuiprune watch TARGET`` follows; starts a run for a config."""
     if target is None:
-        out = default_output_dir()
+        out = DEFAULT_OUTPUT_DIR
         run = newest_run(out)
         if run is None:
             raise UserError(f"no run under {out}{os.sep} to attach to: start one with "
@@ -98,7 +68,7 @@ def watch_target(target: Optional[str], overrides: list) -> Path:
         path = Path(target).expanduser()
         if (path.is_file() and path.suffix == ".toml") or (target == "demo"
                                                             and not path.exists()):
-            return _start(path, overrides)  # "demo": the shipped demo config
+            return start_detached(path, list(overrides))  # "demo": the shipped demo config
         if path.is_file() and path.name == LOG_NAME:
             path = path.parent
         if not path.exists():
@@ -115,13 +85,3 @@ def watch_target(target: Optional[str], overrides: list) -> Path:
     if log.exists():
         check_log(log, must_have_events=False)
     return run_dir
-
-
-def _start(config: Path, overrides: list) -> Path:
-    try:
-        from tuiprune.launch import start_detached
-    except ImportError:
-        raise UserError("this installation cannot start runs from the dashboard "
-                        "(tuiprune.launch is missing): start it with tuiprune run "
-                        f"{config}, then tuiprune watch RUN_DIR") from None
-    return Path(start_detached(config, list(overrides)))
