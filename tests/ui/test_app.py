@@ -278,8 +278,10 @@ async def test_engine_lost_shows_the_end_of_engine_log(run_copy):
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
         t0 = time.monotonic()
-        await wait_for(pilot, lambda: "ENGINE LOST" in screen_text(app), timeout=6,
-                       what="engine lost")
+        # the header and the log pane that opens with it can land in different frames
+        await wait_for(pilot, lambda: "ENGINE LOST" in screen_text(app)
+                       and "last words of the engine" in screen_text(app), timeout=6,
+                       what="engine lost and the end of engine.log")
         assert time.monotonic() - t0 < 6
         text = screen_text(app)
         assert f"process {dead.pid} is gone" in text
