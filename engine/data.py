@@ -13,6 +13,7 @@ resumed epoch continues with exactly the batches it would have seen.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,9 +312,10 @@ def _imagefolder(cfg: dict, device, size: int, pre: Preprocess, bs: int, ebs: in
                                   to_uint8])
     try:
         train_ds = datasets.ImageFolder(str(train_dir), transform=tf_train)
-        eval_ds = datasets.ImageFolder(str(train_dir), transform=tf_eval)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(f"imagefolder {train_dir}: {exc}") from None
+    eval_ds = copy.copy(train_ds)  # the same file list, un-augmented (no second folder scan)
+    eval_ds.transform = tf_eval
     if (root / "val").is_dir():
         val_ds = datasets.ImageFolder(str(root / "val"), transform=tf_eval)
         train_part, calib_ds = train_ds, eval_ds

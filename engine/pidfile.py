@@ -16,13 +16,18 @@ from typing import Optional
 PID_FILE = "engine.pid"
 
 
-def _proc_start(pid: int) -> Optional[str]:
+def _stat(pid: int) -> Optional[list]:
+    """Fields 3… of ``/proc/<pid>/stat`` (state, ppid, …), or None when unreadable. The
+    command name (field 2) may contain spaces, so split after the last ')'."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    # Field 22 (starttime); the command name (field 2) may contain spaces, so split after ')'.
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _proc_start(pid: int) -> Optional[str]:
+    stat = _stat(pid)
+    return stat[19] if stat else None  # field 22: starttime
 
 
 def write_pidfile(run_dir: Path, pid: Optional[int] = None) -> None:
@@ -56,20 +61,12 @@ def engine_alive(run_dir: Path) -> Optional[bool]:
         return False
     except PermissionError:
         pass
-    start = _proc_start(pid)
-    if start is None:
+    stat = _stat(pid)
+    if stat is None:
         return False if Path("/proc").is_dir() else True
-    if _is_zombie(pid):
+    if stat[0] == "Z":  # exited, not yet reaped by its parent
         return False
-    return info.get("proc_start") in (None, start)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    return info.get("proc_start") in (None, stat[19])
 
 
 def request_stop(run_dir: Path) -> bool:

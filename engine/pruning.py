@@ -30,6 +30,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from engine.keep import keep_count
 from engine.structure import BlockStructure, VitStructure, describe
 
 Masks = Dict[str, torch.Tensor]
@@ -186,7 +187,7 @@ def _select(scores: List[torch.Tensor], alive: List[torch.Tensor], ratio: float,
         s = torch.cat([x.double().cpu() for x in group_scores])
         a = torch.cat([x.cpu() for x in group_alive])
         n_alive = int(a.sum())
-        k = max(1, int(n_alive * (1 - ratio))) if n_alive else 0
+        k = keep_count(n_alive, ratio)
         key = torch.where(a, s, torch.full_like(s, -math.inf))
         order = torch.sort(key, descending=True, stable=True).indices
         flags = torch.zeros_like(a)

@@ -22,13 +22,15 @@ _SPEC = re.compile(r"^(init|none|epoch:(\d+))$")
 
 
 def parse_rewind(spec: str) -> Tuple[str, Optional[int]]:
-    """``"init"`` → ("init", None); ``"epoch:3"`` → ("epoch", 3); ``"none"`` → ("none", None)."""
+    """``"init"`` → ("init", None); ``"epoch:3"`` → ("epoch", 3); ``"none"`` → ("none", None).
+    ``"epoch:0"`` is the weights before any training: ("init", None)."""
     m = _SPEC.match(str(spec))
     if not m:
         raise ValueError(f"rewind must be 'init', 'none' or 'epoch:K' (K a whole number of "
                          f"epochs of state 0); got {spec!r}")
     if m.group(2) is not None:
-        return "epoch", int(m.group(2))
+        k = int(m.group(2))
+        return ("epoch", k) if k > 0 else ("init", None)
     return m.group(1), None
 
 

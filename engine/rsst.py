@@ -13,7 +13,7 @@ a condemned structure is squeezed (not only those the element-wise mask kept).
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -56,6 +56,34 @@ def lambda_at(schedule: str, t: int, steps: int, granularity: float, exponents: 
     return min(lam, ceiling)
 
 
+def squeeze_counts(model: nn.Module, target: Masks,
+                   current: Optional[Masks] = None) -> Tuple[int, int, int]:
+    """(weights, heads, neurons) alive now (``current``, default: the masks in force) that
+    ``target`` removes: what an RSST state squeezes."""
+    struct = describe(model)
+    target = _check_masks(struct, target, "target")
+    current = _check_masks(struct, current if current is not None
+                           else (current_masks(model) or {}), "current")
+    return _squeeze_counts(struct, target, current)
+
+
+def _squeeze_counts(struct, target: Masks, current: Masks) -> Tuple[int, int, int]:
+    weights = sum(_doomed(target, current, name) for name in target)
+    h_now, n_now = _mask_counts(struct, current)
+    h_tgt, n_tgt = _mask_counts(struct, target)
+    heads = sum(int(((a > 0) & (b == 0)).sum()) for a, b in zip(h_now, h_tgt))
+    neurons = sum(int(((a > 0) & (b == 0)).sum()) for a, b in zip(n_now, n_tgt))
+    return weights, heads, neurons
+
+
+def _doomed(target: Masks, current: Masks, name: str) -> int:
+    """Weights of layer ``name`` alive now that ``target`` removes."""
+    doomed = target[name] == 0
+    if name in current:
+        doomed = doomed & (current[name] != 0)
+    return int(doomed.sum())
+
+
 class RSSTRegularizer:
     """Adds ``λ·w`` to the gradients of the weights a target mask will remove.
 
@@ -92,24 +120,12 @@ class RSSTRegularizer:
         # broadcast view of the structured target instead of a dense copy.
         self._weights: List[torch.Tensor] = []
         self._squeeze: List[torch.Tensor] = []
-        linears = struct.linears()
-        self.regularized = 0
-        for name, lin in linears.items():
-            if name not in target:
-                continue
-            w = lin.weight
-            doomed = (target[name] == 0)
-            alive = (current[name] != 0) if name in current else True
-            count = int((doomed & alive).sum()) if name in current else int(doomed.sum())
-            if count == 0:
-                continue
-            self.regularized += count
-            self._weights.append(w)
-            self._squeeze.append(1.0 - target[name].to(device=w.device, dtype=w.dtype))
-        h_now, n_now = _mask_counts(struct, current)
-        h_tgt, n_tgt = _mask_counts(struct, target)
-        self.heads = sum(int(((a > 0) & (b == 0)).sum()) for a, b in zip(h_now, h_tgt))
-        self.neurons = sum(int(((a > 0) & (b == 0)).sum()) for a, b in zip(n_now, n_tgt))
+        for name, lin in struct.linears().items():
+            if name in target and _doomed(target, current, name) > 0:
+                w = lin.weight
+                self._weights.append(w)
+                self._squeeze.append(1.0 - target[name].to(device=w.device, dtype=w.dtype))
+        self.regularized, self.heads, self.neurons = _squeeze_counts(struct, target, current)
 
     def lambda_at(self, t: int) -> float:
         """λ this regulariser uses at ramp step ``t``."""

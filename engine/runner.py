@@ -16,12 +16,13 @@ previous process was killed at.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -38,7 +39,7 @@ from engine.events import EVENTS_FILE, EventLog, Throttle, iter_events, truncate
 from engine.pidfile import remove_pidfile, write_pidfile
 from engine.pruning import apply_masks, current_masks, sparsity_report
 from engine.rewind import RewindTarget, parse_rewind
-from engine.rsst import RSSTRegularizer
+from engine.rsst import RSSTRegularizer, squeeze_counts
 from engine.structure import describe
 from engine.train import (accumulator_dtype, amp_dtype, autocast, calibration_batches,
                           evaluate, lr_at, make_optimizer)
@@ -142,8 +143,6 @@ class Run:
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None)
         self.nb = len(self.data.train)
         self.rewind_kind, self.rewind_epoch = parse_rewind(cfg["prune"]["rewind"])
-        if self.rewind_kind == "epoch" and self.rewind_epoch == 0:
-            self.rewind_kind = "init"
 
     def _open_log(self, seq: int = 0) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -182,35 +181,31 @@ class Run:
         process died before its first checkpoint)."""
         events_path = self.run_dir / EVENTS_FILE
         truncate_torn_tail(events_path)
-        logged = list(iter_events(events_path))
-        ended = [e for e in logged if e["event"] == "run_ended"]
-        if ended and ended[-1].get("status") == "completed":
+        log = LogSummary.read(events_path)
+        if log.last_status == "completed":
             raise UserError(f"run {self.run_dir} already completed; nothing to resume")
         self._setup()
-        seq = max((e.get("seq", -1) for e in logged), default=-1) + 1
         latest = self.ckpt_dir / ckpt_io.LATEST
-        self._open_log(seq=seq)
+        self._open_log(seq=log.next_seq)
         if latest.is_file():
             ck = ckpt_io.load_checkpoint(latest)
             self._restore(ck)
-            present = {_durable_key(e) for e in logged if e["event"] in DURABLE}
             for ev in ck.get("pending_events", []):
-                if _durable_key(ev) not in present:
-                    logged.append(self.emit(ev["event"],
-                                            **{k: v for k, v in ev.items() if k != "event"}))
+                if _durable_key(ev) not in log.durable:
+                    log.note(self.emit(ev["event"],
+                                       **{k: v for k, v in ev.items() if k != "event"}))
             source = str(latest.relative_to(self.run_dir))
         else:
             self.rewind = (RewindTarget.capture(self.model) if self.rewind_kind == "init"
                            else None)
             source = None
-        if not any(e["event"] == "run_started" for e in logged):
+        if "run_started" not in log.kinds:
             self._emit_run_started()
-        self.last_state_ended = next((e for e in reversed(logged)
-                                      if e["event"] == "state_ended"), None)
+        self.last_state_ended = log.last_state_ended
         self.emit("resumed", from_state=self.state, from_epoch=self.epoch,
                   from_batch=self.batch, pid=os.getpid(), device=str(self.device),
                   checkpoint=source)
-        if not latest.is_file() and not any(e["event"] == "state_started" for e in logged):
+        if not latest.is_file() and "state_started" not in log.kinds:
             self._emit_state_started(rewound_to=None)
         return self._guarded_loop()
 
@@ -378,7 +373,7 @@ class Run:
     def _save_partial(self, loss_sum, correct, seen, t0) -> None:
         """Mid-epoch checkpoint: resume continues at ``self.batch`` of this epoch."""
         self.partial = self._accumulate(loss_sum, correct, seen, t0)
-        if not torch.isfinite(torch.tensor(self.partial.loss_sum)):
+        if not math.isfinite(self.partial.loss_sum):
             return  # never overwrite a good checkpoint with diverged weights
         path = self._save_latest(kind="stop" if self.stop_requested else "latest")
         self.emit("checkpoint", state=self.state, epoch=self.epoch, batch=self.batch,
@@ -509,9 +504,8 @@ class Run:
     def _state_started_event(self, rewound_to) -> dict:
         squeezing = None
         if self.method == "rsst" and self.target is not None:
-            reg = RSSTRegularizer(self.model, self.target, ramp_steps=1)
-            squeezing = {"regularized": reg.regularized, "heads": reg.heads,
-                         "neurons": reg.neurons}
+            weights, heads, neurons = squeeze_counts(self.model, self.target)
+            squeezing = {"regularized": weights, "heads": heads, "neurons": neurons}
         return dict(event="state_started", state=self.state, method=self.method,
                     epochs=self.epochs,
                     sparsity=round(sparsity_report(self.model).sparsity, 4),
@@ -597,6 +591,36 @@ class Run:
         if self.state >= self.states:
             raise UserError(f"run {self.run_dir} finished all {self.states} states; nothing "
                             f"to resume")
+
+
+@dataclass
+class LogSummary:
+    """What a resume needs to know of an existing log, gathered in one streaming pass (a long
+    run's log has millions of lines; holding them all would cost gigabytes)."""
+
+    next_seq: int = 0
+    last_status: Optional[str] = None
+    kinds: set = field(default_factory=set)
+    durable: set = field(default_factory=set)
+    last_state_ended: Optional[dict] = None
+
+    @classmethod
+    def read(cls, path: Path) -> "LogSummary":
+        summary = cls()
+        for ev in iter_events(path):
+            summary.note(ev)
+        return summary
+
+    def note(self, ev: dict) -> None:
+        kind = ev["event"]
+        self.next_seq = max(self.next_seq, ev.get("seq", -1) + 1)
+        self.kinds.add(kind)
+        if kind in DURABLE:
+            self.durable.add(_durable_key(ev))
+        if kind == "run_ended":
+            self.last_status = ev.get("status")
+        elif kind == "state_ended":
+            self.last_state_ended = ev
 
 
 def _durable_key(ev: dict) -> tuple:

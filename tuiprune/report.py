@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from engine.errors import UserError
+from engine.keep import expected_kept
 from engine.events import EVENTS_FILE as LOG_NAME
 from engine.events import SCHEMA_VERSION as KNOWN_VERSION
 
@@ -604,15 +605,6 @@ def _where(ev: dict) -> str:
 
 
 # ============================================================================ verification
-
-def expected_kept(prev: List[int], ratio: float, sorting: str) -> List[int]:
-    """Heads/neurons the engine keeps at a step from ``prev`` alive per block (DESIGN §2):
-    global → one total, layer-wise → per block."""
-    if sorting == "global":
-        alive = sum(prev)
-        return [max(1, int(alive * (1 - ratio))) if alive else 0]
-    return [max(1, int(p * (1 - ratio))) if p else 0 for p in prev]
-
 
 def log_checks(run: Run) -> List[Tuple[str, str, str]]:
     checks = []

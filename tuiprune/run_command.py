@@ -8,6 +8,7 @@ from typing import List, Optional
 
 from engine.config import apply_overrides, dumps, load_config, read_toml, resolve, step_ratios
 from engine.errors import UserError
+from engine.keep import expected_kept
 from engine.events import EVENTS_FILE
 from engine.pidfile import engine_alive, read_pidfile
 from engine.rundir import CONFIG_FILE, new_run_dir, require_run_dir
@@ -99,16 +100,14 @@ def _dry_run(cfg: dict) -> int:
     table.add_row("all", str(struct.total_heads), "", str(struct.total_neurons),
                   f"{struct.total_weights:,}", style="bold")
     console.print(table)
-    # keep counts per pruning step: exact per block for layer-wise, in total for global
-    heads = [b.num_heads for b in struct] if cfg["prune"]["sorting"] == "layer-wise" \
-        else [struct.total_heads]
-    neurons = [b.hidden for b in struct] if cfg["prune"]["sorting"] == "layer-wise" \
-        else [struct.total_neurons]
+    sorting = cfg["prune"]["sorting"]
+    heads = [b.num_heads for b in struct]  # alive per block before the first step
+    neurons = [b.hidden for b in struct]
     for step, (hr, mr) in enumerate(zip(step_ratios(cfg, "head_ratio"),
                                         step_ratios(cfg, "mlp_ratio"))):
-        heads = [max(1, int(n * (1 - hr))) for n in heads]
-        neurons = [max(1, int(n * (1 - mr))) for n in neurons]
-        console.print(f"after pruning step {step} ({cfg['prune']['sorting']}): {sum(heads)} of "
+        heads = expected_kept(heads, hr, sorting)
+        neurons = expected_kept(neurons, mr, sorting)
+        console.print(f"after pruning step {step} ({sorting}): {sum(heads)} of "
                       f"{struct.total_heads} heads and {sum(neurons)} of "
                       f"{struct.total_neurons} neurons kept")
     console.print(f"weights: {_weights_note(cfg)}")
