@@ -16,6 +16,7 @@ fsynced, then renamed over the old one, so a kill at any moment leaves the previ
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Optional
 
@@ -25,13 +26,6 @@ from torch import nn
 from engine.errors import UserError
 
 FORMAT = 1
-CHECKPOINT_DIR = "checkpoints"
-LATEST = "latest.pt"
-INIT = "init.pt"
-
-
-def best_name(state: int) -> str:
-    return f"state{state}_best.pt"
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -46,15 +40,28 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_weights(path: Path, what: str = "checkpoint"):
+    """``torch.load`` a file of tensors safely (``weights_only``, onto the CPU), or raise a
+    one-line UserError: a file that holds pickled code is refused, never executed."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise UserError(f"{what} {path} holds pickled code, not just weights; tuiprune "
+                            f"refuses to run it (load only files you trust, and re-save them "
+                            f"as plain state dicts or .safetensors)") from None
+        raise UserError(f"cannot read {what} {path}: not a torch file, or corrupted") from None
+    except Exception as exc:  # corrupt, truncated or foreign file
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise UserError(f"cannot read {what} {path}: {type(exc).__name__}: {first}") from None
+
+
 def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint safely (``weights_only``) onto the CPU, or raise a UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated or foreign file
-        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+    ckpt = load_weights(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise UserError(f"{path} is not a tuiprune checkpoint (no 'model' entry)")
     return ckpt
@@ -67,7 +74,7 @@ def build_model(model_spec: dict) -> nn.Module:
     return timm.create_model(model_spec["name"], pretrained=False, **model_spec["kwargs"])
 
 
-def model_from_checkpoint(path: Path) -> "tuple[nn.Module, Optional[dict], dict]":
+def load_model(path: Path) -> "tuple[nn.Module, Optional[dict], dict]":
     """Rebuild the model of a checkpoint with its weights and masks applied.
 
     Returns ``(model, masks, checkpoint)``; the model is in eval mode on the CPU."""

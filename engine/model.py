@@ -76,16 +76,18 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """Tensors of a .safetensors/.pth/.pt/.bin file, loaded safely (no pickled code)."""
     if not path.is_file():
         raise UserError(f"model.pretrained_path: file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             sd = load_file(str(path), device="cpu")
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"model.pretrained_path: cannot read {path} as weights "
-                        f"({type(exc).__name__}: {exc})") from None
+        except Exception as exc:
+            raise UserError(f"model.pretrained_path: cannot read {path} as safetensors "
+                            f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    else:
+        from engine.checkpoint import load_weights
+
+        sd = load_weights(path, what="model.pretrained_path")
     for key in ("state_dict", "model", "model_ema", "module"):  # common wrappers
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]

@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Optional
 
-PID_FILE = "engine.pid"
+from engine.rundir import PID_FILE
 
 
 def _stat(pid: int) -> Optional[list]:

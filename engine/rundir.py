@@ -1,26 +1,80 @@
-"""Run directories: naming new ones, recognising existing ones, finding the newest (torch-free)."""
+"""Run directories: every file name in one, naming new ones, recognising and listing existing
+ones (torch-free).
+
+::
+
+    RUN_DIR/
+      config.toml      the resolved configuration
+      events.jsonl     the event log (docs/events.md)
+      engine.log       the engine's own output
+      engine.pid       the engine process while it runs
+      engine.lock      held (flock) by the one process that writes the run
+      checkpoints/     latest.pt (resume point), init.pt (rewind target "init"),
+                       rewind.pt (rewind target "epoch:K"), state<N>_best.pt
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 from engine.errors import UserError
-from engine.events import EVENTS_FILE
 
 CONFIG_FILE = "config.toml"
+EVENTS_FILE = "events.jsonl"
 ENGINE_LOG = "engine.log"
+PID_FILE = "engine.pid"
+LOCK_FILE = "engine.lock"
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest.pt"
+INIT = "init.pt"
+REWIND = "rewind.pt"
+_BEST_RE = re.compile(r"^state(\d+)_best\.pt$")
+
+
+def best_name(state: int) -> str:
+    """File name of a state's best checkpoint."""
+    return f"state{state}_best.pt"
+
+
+def checkpoint_path(run_dir: Path, name: str) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / name
+
+
+def relative(name: str) -> str:
+    """A checkpoint's path relative to the run directory, as events record it."""
+    return f"{CHECKPOINT_DIR}/{name}"
+
+
+def best_checkpoints(run_dir: Path) -> Dict[int, Path]:
+    """State → its ``state<N>_best.pt``, for every state that has one, in state order."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    found = {}
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = _BEST_RE.match(p.name)
+            if m and p.is_file():
+                found[int(m.group(1))] = p
+    return dict(sorted(found.items()))
+
+
+def final_best(run_dir: Path) -> Optional[Path]:
+    """The best checkpoint of the last state that has one, or None."""
+    found = best_checkpoints(run_dir)
+    return found[max(found)] if found else None
 
 
 def new_run_dir(cfg: dict) -> Path:
     """``<output_dir>/<name>-<YYYYmmdd-HHMMSS>`` (with a ``-N`` suffix if that exists)."""
     base = Path(cfg["run"]["output_dir"])
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = base / f"{cfg['run']['name']}-{stamp}"
+    name = cfg["run"]["name"]
+    path = base / f"{name}-{stamp}"
     n = 1
     while path.exists():
-        path = base / f"{cfg['run']['name']}-{stamp}-{n}"
+        path = base / f"{name}-{stamp}-{n}"
         n += 1
     return path
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from engine import __version__
 from engine import checkpoint as ckpt_io
+from engine import rundir
 from engine import data as data_mod
 from engine import model as model_mod
 from engine.config import dumps, pruning_steps, step_ratios
@@ -104,7 +105,7 @@ class Run:
                  listeners: Optional[List[Callable[[dict], None]]] = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.listeners = listeners or []
-        self.ckpt_dir = self.run_dir / ckpt_io.CHECKPOINT_DIR
+        self.ckpt_dir = self.run_dir / rundir.CHECKPOINT_DIR
         self.log: Optional[EventLog] = None
         self.stop_requested = False
         self.t_start = time.time()
@@ -170,7 +171,7 @@ class Run:
         init = RewindTarget.capture(self.model)
         ckpt_io.save_atomic({"format": ckpt_io.FORMAT, "kind": "init", "model": init.state,
                              "masks": None, "model_spec": self.spec, "state": 0, "epoch": 0,
-                             "val_acc": None}, self.ckpt_dir / ckpt_io.INIT)
+                             "val_acc": None}, self.ckpt_dir / rundir.INIT)
         if self.rewind_kind == "init":
             self.rewind = init
         self._emit_state_started(rewound_to=None)
@@ -185,7 +186,7 @@ class Run:
         if log.last_status == "completed":
             raise UserError(f"run {self.run_dir} already completed; nothing to resume")
         self._setup()
-        latest = self.ckpt_dir / ckpt_io.LATEST
+        latest = self.ckpt_dir / rundir.LATEST
         self._open_log(seq=log.next_seq)
         if latest.is_file():
             ck = ckpt_io.load_checkpoint(latest)
@@ -542,9 +543,9 @@ class Run:
         state = self.state if state is None else state
         ck = self._common("best")
         ck.update(state=state, epoch=self.epoch, val_acc=val_acc)
-        ckpt_io.save_atomic(ck, self.ckpt_dir / ckpt_io.best_name(state))
+        ckpt_io.save_atomic(ck, self.ckpt_dir / rundir.best_name(state))
         self.emit("checkpoint", state=state, epoch=self.epoch, batch=None, kind="best",
-                  path=f"{ckpt_io.CHECKPOINT_DIR}/{ckpt_io.best_name(state)}")
+                  path=f"{rundir.CHECKPOINT_DIR}/{rundir.best_name(state)}")
 
     def _save_rewind(self) -> None:
         ckpt_io.save_atomic({"format": ckpt_io.FORMAT, "kind": "rewind",
@@ -564,8 +565,8 @@ class Run:
                   rng={"torch": torch.get_rng_state(),
                        "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda"
                        else []})
-        ckpt_io.save_atomic(ck, self.ckpt_dir / ckpt_io.LATEST)
-        return f"{ckpt_io.CHECKPOINT_DIR}/{ckpt_io.LATEST}"
+        ckpt_io.save_atomic(ck, self.ckpt_dir / rundir.LATEST)
+        return f"{rundir.CHECKPOINT_DIR}/{rundir.LATEST}"
 
     def _restore(self, ck: dict) -> None:
         self.model.load_state_dict(ck["model"])
@@ -579,7 +580,7 @@ class Run:
         self.info = StateInfo(**ck["info"])
         self.partial = Partial(**ck["partial"])
         if self.rewind_kind == "init":
-            init = ckpt_io.load_checkpoint(self.ckpt_dir / ckpt_io.INIT)
+            init = ckpt_io.load_checkpoint(self.ckpt_dir / rundir.INIT)
             self.rewind = RewindTarget({k: v.to(self.device) for k, v in init["model"].items()})
         elif self.rewind_kind == "epoch" and (self.ckpt_dir / "rewind.pt").is_file():
             rw = ckpt_io.load_checkpoint(self.ckpt_dir / "rewind.pt")

@@ -197,14 +197,14 @@ def test_export_of_a_real_interrupted_run(tmp_path, monkeypatch):
     """An engine-written run cut short in state 2 (its best checkpoint never written)."""
     import shutil
 
-    from engine.checkpoint import model_from_checkpoint
+    from engine.checkpoint import load_model
 
     monkeypatch.setenv("TUIPRUNE_EXPORT_REPS", "1")
     run = tmp_path / "rsst_global"
     shutil.copytree(Path(__file__).parent / "fixtures" / "runs" / "rsst_global", run)
     (run / "checkpoints" / "state2_best.pt").unlink()
     assert E.export_main(run) == 0
-    dense, masks, ckpt = model_from_checkpoint(run / "checkpoints" / "state1_best.pt")
+    dense, masks, ckpt = load_model(run / "checkpoints" / "state1_best.pt")
     small = C.load(run / "export-state1")
     kept = C.kept_from_masks(dense, masks)
     assert 0 < kept.heads_kept < kept.heads_total

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import load_checkpoint, model_from_checkpoint
+from engine.checkpoint import load_checkpoint, load_model
 from runs_helpers import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
 from tuiprune.run_command import run_main
 
@@ -101,7 +101,7 @@ def test_checkpoints_hold_dense_keys_masks_and_exact_zeros(four_runs, method):
     ckdir = run_dir / "checkpoints"
     assert {"latest.pt", "init.pt", "state0_best.pt", "state1_best.pt",
             "state2_best.pt"} <= {p.name for p in ckdir.iterdir()}
-    model, masks, ck = model_from_checkpoint(ckdir / "state2_best.pt")
+    model, masks, ck = load_model(ckdir / "state2_best.pt")
     dense_keys = set(load_checkpoint(ckdir / "init.pt")["model"])
     assert set(ck["model"]) == dense_keys
     assert not any("weight_orig" in k or "mask" in k for k in ck["model"])

@@ -1,0 +1,441 @@
+"""The event log's schema: every event type and its fields, defined once (torch-free).
+
+The engine builds events with :func:`build` and every reader (dashboard reducer, report,
+headless printer, resume scan) takes them through :func:`validate`, so a field is added or
+renamed here and nowhere else. Each payload is a ``TypedDict`` whose annotations are also the
+validation rules:
+
+- ``Req[...]`` marks a field every event of that type must carry; the others may be absent,
+  and :func:`validate` fills them in as ``None`` so readers index them (``ev["val_acc"]``)
+  instead of guessing with ``.get``.
+- ``Range(lo, hi)`` bounds a number. Every index that sizes an allocation in a reader (a state,
+  an epoch, a block, a list length) is bounded, so a crafted log cannot make a viewer allocate
+  gigabytes.
+- Floats must be finite (the writer turns NaN/inf into ``null``); ints are never bools.
+
+An event that does not fit is *malformed*: readers skip it and count it. Unknown event types
+and unknown fields are ignored (a newer writer may add them), see ``docs/events.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import (Annotated, Any, Callable, Dict, List, Optional, Tuple, TypedDict,
+                    get_args, get_origin, get_type_hints)
+
+SCHEMA_VERSION = 1
+
+# Bounds on what a reader may allocate per index (far above any real run).
+MAX_STATES = 10_000
+MAX_EPOCHS = 100_000
+MAX_BATCHES = 1_000_000_000
+MAX_BLOCKS = 4_096
+MAX_LIST = 100_000
+MAX_DEPTH = 8  # nesting of free-form objects such as run_started.config
+
+
+class Range:
+    """Inclusive bounds of a number field."""
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo, self.hi = lo, hi
+
+
+class _Required:
+    pass
+
+
+REQUIRED = _Required()
+
+
+def Req(tp):  # noqa: N802 - reads like a type in the annotations below
+    """Annotate ``tp`` as a field every event of its type must have."""
+    return Annotated[tp, REQUIRED]
+
+
+State = Annotated[int, Range(0, MAX_STATES - 1)]
+Epoch = Annotated[int, Range(0, MAX_EPOCHS - 1)]
+BatchIndex = Annotated[int, Range(0, MAX_BATCHES - 1)]
+Count = Annotated[int, Range(0, 2 ** 62)]
+States = Annotated[int, Range(1, MAX_STATES)]
+Epochs = Annotated[int, Range(1, MAX_EPOCHS)]
+Percent = Annotated[float, Range(0.0, 100.0)]
+Seconds = Annotated[float, Range(0.0, 1e12)]
+Time = Annotated[float, Range(0.0, 1e11)]
+Seq = Annotated[int, Range(0, 2 ** 62)]
+NonNegative = Annotated[float, Range(0.0, math.inf)]
+Ratio = Annotated[float, Range(0.0, 1.0)]
+Block = Annotated[int, Range(0, MAX_BLOCKS - 1)]
+Free = Dict[str, Any]  # free-form JSON object (bounded depth), e.g. the resolved config
+
+
+# ----------------------------------------------------------------------------- payloads
+class Envelope(TypedDict, total=False):
+    """Fields on every event."""
+
+    v: Req(int)
+    event: Req(str)
+    time: Req(Time)
+    seq: Req(Seq)
+
+
+class Layer(TypedDict, total=False):
+    """One transformer block's row of a ``pruned``/``hard_cut`` event."""
+
+    block: Req(Block)
+    attn_sparsity: Req(Percent)
+    heads_kept: Req(Count)
+    heads_total: Req(Count)
+    mlp_sparsity: Req(Percent)
+    neurons_kept: Req(Count)
+    neurons_total: Req(Count)
+
+
+class ModelInfo(TypedDict, total=False):
+    name: str
+    params: Count
+    prunable_weights: Count
+    blocks: Annotated[int, Range(0, MAX_BLOCKS)]
+    heads_per_block: Annotated[List[Count], Range(0, MAX_BLOCKS)]
+    neurons_per_block: Annotated[List[Count], Range(0, MAX_BLOCKS)]
+    weights_source: str
+    img_size: Count
+
+
+class DataInfo(TypedDict, total=False):
+    dataset: str
+    train: Count
+    val: Count
+    test: Count
+    num_classes: Count
+    img_size: Count
+
+
+class Squeezing(TypedDict, total=False):
+    regularized: Req(Count)
+    heads: Req(Count)
+    neurons: Req(Count)
+
+
+RatioList = Annotated[List[Ratio], Range(0, MAX_STATES)]
+
+
+class RunStarted(TypedDict, total=False):
+    run_id: str
+    name: str
+    config: Free
+    model: ModelInfo
+    data: DataInfo
+    device: str
+    pid: Count
+    host: str
+    states: States
+    epochs: Epochs
+    method: str
+    sorting: str
+    criterion: str
+    head_ratio: RatioList
+    mlp_ratio: RatioList
+    batches_per_epoch: Annotated[int, Range(0, MAX_BATCHES)]
+    versions: Dict[str, str]
+
+
+class Resumed(TypedDict, total=False):
+    from_state: State
+    from_epoch: Epoch
+    from_batch: BatchIndex
+    pid: Count
+    device: str
+    checkpoint: str
+
+
+class StateStarted(TypedDict, total=False):
+    state: Req(State)
+    method: str
+    epochs: Epochs
+    sparsity: Percent
+    rewound_to: str
+    squeezing: Squeezing
+
+
+class EpochStarted(TypedDict, total=False):
+    state: Req(State)
+    epoch: Req(Epoch)
+    batches: Annotated[int, Range(0, MAX_BATCHES)]
+    lr: NonNegative
+
+
+class BatchProgress(TypedDict, total=False):
+    state: Req(State)
+    epoch: Req(Epoch)
+    batch: Req(BatchIndex)
+    batches: Annotated[int, Range(0, MAX_BATCHES)]
+    loss: float
+    acc: Percent
+    lr: NonNegative
+    images_per_s: NonNegative
+
+
+class LambdaUpdate(TypedDict, total=False):
+    state: Req(State)
+    step: Count
+    steps: Count
+    value: NonNegative
+    regularized: Count
+    heads: Count
+    neurons: Count
+
+
+class EpochEnded(TypedDict, total=False):
+    state: Req(State)
+    epoch: Req(Epoch)
+    train_loss: float
+    train_acc: Percent
+    val_loss: float
+    val_acc: Percent
+    test_loss: float
+    test_acc: Percent
+    seconds: Seconds
+    images_per_s: NonNegative
+    lr: NonNegative
+    # "lambda" is a Python keyword: declared through _EXTRA_FIELDS below
+    best: bool
+
+
+class Structure(TypedDict, total=False):
+    """The sparsity of a structured mask (shared by ``pruned`` and ``hard_cut``)."""
+
+    state: Req(State)
+    sparsity: Percent
+    zeros: Count
+    total: Count
+    heads_kept: Count
+    heads_total: Count
+    neurons_kept: Count
+    neurons_total: Count
+    layers: Annotated[List[Layer], Range(0, MAX_BLOCKS)]
+
+
+class Pruned(Structure, total=False):
+    step: Req(State)
+    method: str
+    sorting: str
+    criterion: str
+    applied: bool
+    rate: Ratio
+    head_ratio: Ratio
+    mlp_ratio: Ratio
+    elementwise_sparsity: Percent
+    seconds: Seconds
+
+
+class HardCut(Structure, total=False):
+    val_acc_before: Percent
+    val_acc_after: Percent
+    residual_norm: NonNegative
+
+
+class StateEnded(TypedDict, total=False):
+    state: Req(State)
+    best_val_acc: Percent
+    best_epoch: Epoch
+    final_val_acc: Percent
+    test_acc: Percent
+    sparsity: Percent
+    seconds: Seconds
+
+
+class Checkpoint(TypedDict, total=False):
+    state: State
+    epoch: Epoch
+    batch: BatchIndex
+    kind: str
+    path: str
+
+
+class Warning_(TypedDict, total=False):
+    message: Req(str)
+    state: State
+    epoch: Epoch
+    batch: BatchIndex
+
+
+class Error(Warning_, total=False):
+    traceback: str
+
+
+class RunEnded(TypedDict, total=False):
+    status: Req(str)
+    best_val_acc: Percent
+    final_val_acc: Percent
+    test_acc: Percent
+    sparsity: Percent
+    seconds: Seconds
+    message: str
+
+
+# event type -> payload; the order is the order of docs/events.md
+PAYLOADS: Dict[str, type] = {
+    "run_started": RunStarted,
+    "resumed": Resumed,
+    "state_started": StateStarted,
+    "epoch_started": EpochStarted,
+    "batch": BatchProgress,
+    "lambda": LambdaUpdate,
+    "epoch_ended": EpochEnded,
+    "pruned": Pruned,
+    "hard_cut": HardCut,
+    "state_ended": StateEnded,
+    "checkpoint": Checkpoint,
+    "warning": Warning_,
+    "error": Error,
+    "run_ended": RunEnded,
+}
+_EXTRA_FIELDS: Dict[str, Dict[str, Any]] = {"epoch_ended": {"lambda": NonNegative}}
+
+EVENT_TYPES: Tuple[str, ...] = tuple(PAYLOADS)
+RUN_END_STATUSES = ("completed", "stopped", "failed")
+# Events that summarise finished work: stored in a checkpoint before they are logged, and
+# written by a resume when the log lacks them (each appears exactly once); value: the fields
+# that identify one.
+DURABLE: Dict[str, Tuple[str, ...]] = {
+    "epoch_ended": ("state", "epoch"), "hard_cut": ("state",), "state_ended": ("state",),
+    "pruned": ("state",), "state_started": ("state",)}
+
+
+# ----------------------------------------------------------------------------- checking
+class Malformed(ValueError):
+    """An event that does not fit the schema; the message names the field."""
+
+
+Check = Callable[[Any, int], bool]
+
+
+def _compile(tp) -> Check:
+    """A function ``(value, depth) -> bool`` that accepts the values of annotation ``tp``."""
+    lo = hi = None
+    if get_origin(tp) is Annotated:
+        args = get_args(tp)
+        tp = args[0]
+        for meta in args[1:]:
+            if isinstance(meta, Range):
+                lo, hi = meta.lo, meta.hi
+    origin = get_origin(tp)
+    if tp is int:
+        return lambda v, d: (v.__class__ is int and (lo is None or lo <= v <= hi))
+    if tp is float:
+        return lambda v, d: ((v.__class__ is float or v.__class__ is int)
+                             and math.isfinite(v) and (lo is None or lo <= v <= hi))
+    if tp is str:
+        return lambda v, d: v.__class__ is str
+    if tp is bool:
+        return lambda v, d: v.__class__ is bool
+    if origin in (list, List):
+        item = _compile(get_args(tp)[0])
+        most = MAX_LIST if hi is None else hi
+        return lambda v, d: (v.__class__ is list and len(v) <= most
+                             and all(item(x, d + 1) for x in v))
+    if origin in (dict, Dict):
+        key_t, val_t = get_args(tp)
+        if val_t is Any:
+            return lambda v, d: v.__class__ is dict and _free_ok(v, d)
+        val = _compile(val_t)
+        return lambda v, d: (v.__class__ is dict and len(v) <= MAX_LIST
+                             and all(k.__class__ is str and val(x, d + 1) for k, x in v.items()))
+    if isinstance(tp, type) and issubclass(tp, dict):  # a nested TypedDict
+        fields = _fields(tp)
+        return lambda v, d: v.__class__ is dict and _fields_ok(fields, v, fill=False) is None
+    raise TypeError(f"schema: unsupported annotation {tp!r}")
+
+
+def _free_ok(v: Any, depth: int) -> bool:
+    """A JSON value nested at most MAX_DEPTH deep, with finite floats."""
+    if depth > MAX_DEPTH:
+        return False
+    if v.__class__ is dict:
+        return len(v) <= MAX_LIST and all(_free_ok(x, depth + 1) for x in v.values())
+    if v.__class__ is list:
+        return len(v) <= MAX_LIST and all(_free_ok(x, depth + 1) for x in v)
+    if v.__class__ is float:
+        return math.isfinite(v)
+    return v is None or v.__class__ in (str, int, bool)
+
+
+Fields = List[Tuple[str, Check, bool]]
+
+
+def _fields(payload: type, extra: Optional[Dict[str, Any]] = None) -> Fields:
+    hints = dict(get_type_hints(payload, include_extras=True))
+    hints.update(extra or {})
+    out = []
+    for name, tp in hints.items():
+        required = get_origin(tp) is Annotated and any(m is REQUIRED for m in get_args(tp)[1:])
+        out.append((name, _compile(tp), required))
+    return out
+
+
+def _fields_ok(fields: Fields, obj: dict, fill: bool) -> Optional[str]:
+    """None when ``obj`` fits ``fields`` (filling absent optional fields with None when
+    ``fill``), else the name of the first field that does not fit."""
+    for name, check, required in fields:
+        value = obj.get(name)
+        if value is None:
+            if required:
+                return name
+            if fill:
+                obj[name] = None
+        elif not check(value, 1):
+            return name
+    return None
+
+
+_ENVELOPE = _fields(Envelope)
+_PAYLOAD_FIELDS: Dict[str, Fields] = {
+    kind: _fields(payload, _EXTRA_FIELDS.get(kind)) for kind, payload in PAYLOADS.items()}
+FIELD_NAMES: Dict[str, frozenset] = {
+    kind: frozenset(name for name, _, _ in fields) for kind, fields in _PAYLOAD_FIELDS.items()}
+
+
+def validate(obj: Any) -> Optional[dict]:
+    """The event ``obj`` ready for a reader, or None for an event type this schema does not
+    know (a reader ignores it). Raises :class:`Malformed` naming the field that does not fit.
+
+    The event is checked in place and its absent optional fields are set to None, so
+    ``ev[field]`` works for every field of its type; unknown fields are left alone.
+    """
+    if obj.__class__ is not dict:
+        raise Malformed("not a JSON object")
+    bad = _fields_ok(_ENVELOPE, obj, fill=False)
+    if bad is not None:
+        raise Malformed(f"field {bad!r} is missing or has the wrong type")
+    fields = _PAYLOAD_FIELDS.get(obj["event"])
+    if fields is None:
+        return None
+    bad = _fields_ok(fields, obj, fill=True)
+    if bad is not None:
+        raise Malformed(f"{obj['event']}: field {bad!r} is missing, out of range or has the "
+                        f"wrong type")
+    return obj
+
+
+def build(event: str, fields: Dict[str, Any]) -> Dict[str, Any]:
+    """The payload of a new ``event`` (the writer's side). Unknown event types and field names
+    are programming errors and raise ``KeyError``; values are not checked here (the writer
+    turns non-finite floats into null, and the tests validate every real log)."""
+    names = FIELD_NAMES[event]
+    unknown = [k for k in fields if k not in names]
+    if unknown:
+        raise KeyError(f"event {event!r} has no field(s) {unknown}; declare them in "
+                       f"engine/schema.py")
+    return fields
+
+
+def line_prefix(event: str) -> str:
+    """How the writer's compact JSON line of ``event`` begins: readers recognise frequent
+    events by it without parsing the line (see ``engine.logread``)."""
+    return '{"v":%d,"event":"%s",' % (SCHEMA_VERSION, event)
+
+
+def durable_key(ev: Dict[str, Any]) -> tuple:
+    """What identifies a summary event (``DURABLE``): e.g. ("epoch_ended", state, epoch)."""
+    return (ev["event"],) + tuple(ev.get(k) for k in DURABLE[ev["event"]])

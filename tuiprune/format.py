@@ -1,0 +1,141 @@
+"""Turning values into text, once for every output: the dashboard, the headless printer, the
+report, export and error messages (torch-free, no Textual).
+
+Every formatter takes anything and returns text: ``None``, NaN, inf, a bool or a value of the
+wrong type come back as :data:`NO_VALUE`, so a formatter can never raise on what a log held.
+
+:func:`printable` is the one boundary between data and a terminal: every string that came from
+a log, a config, a file name or an exception goes through it before it is shown.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any, Optional, Sequence
+
+NO_VALUE = "--"
+
+# C0 controls except \t and \n, DEL, C1 controls, lone surrogates (not encodable), and the
+# Unicode bidirectional overrides/isolates that can reorder what a reader sees.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: Any, newlines: bool = True) -> str:
+    """``text`` (anything; ``str()`` of it) with every control character made visible as an
+    escape (``ESC`` → ``\\x1b``): no terminal escape sequence (title, clipboard, screen clear,
+    hyperlinks) can pass. ``newlines=False`` also escapes newline and tab (one-line fields)."""
+    text = text if isinstance(text, str) else str(text)
+    text = _UNSAFE.sub(_escape, text)
+    if not newlines:
+        text = text.replace("\n", "\\n").replace("\t", "\\t")
+    return text
+
+
+def finite(value: Any) -> Optional[float]:
+    """``value`` as a float when it is a finite real number (not a bool), else None."""
+    if value.__class__ is bool or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def pct(value: Any, digits: int = 2) -> str:
+    """``12.34%`` for a percentage (0–100)."""
+    v = finite(value)
+    return NO_VALUE if v is None else f"{v:.{digits}f}%"
+
+
+def number(value: Any, digits: int = 2) -> str:
+    """``12.34``: a fixed-point number (table cells whose header carries the unit)."""
+    v = finite(value)
+    return NO_VALUE if v is None else f"{v:.{digits}f}"
+
+
+def count(value: Any) -> str:
+    """``1,234`` for a whole number."""
+    v = finite(value)
+    return NO_VALUE if v is None else f"{int(v):,}"
+
+
+def ratio(kept: Any, total: Any) -> str:
+    """``3/4``."""
+    return f"{count(kept)}/{count(total)}"
+
+
+def fraction_pct(value: Any) -> str:
+    """A fraction (0–1) as a whole percentage: ``0.3`` → ``30%``."""
+    v = finite(value)
+    return NO_VALUE if v is None else f"{v * 100:g}%"
+
+
+def ratios(values: Any) -> str:
+    """Per-step fractions: ``30%`` when every step uses the same, else ``30/20/10%``."""
+    if not isinstance(values, (list, tuple)):
+        values = [values]
+    shown = [f"{v * 100:g}" for v in (finite(x) for x in values) if v is not None]
+    if not shown:
+        return NO_VALUE
+    return (shown[0] if len(set(shown)) == 1 else "/".join(shown)) + "%"
+
+
+def sci(value: Any) -> str:
+    """A float in at most ~8 characters: ``0.84``, ``1.2e-05``."""
+    v = finite(value)
+    if v is None:
+        return NO_VALUE
+    if v == 0 or 1e-3 <= abs(v) < 1e4:
+        return f"{v:.4g}"
+    return f"{v:.2e}"
+
+
+def duration(seconds: Any) -> str:
+    """``0:01:05``; ``2d 01:02:03`` past a day."""
+    v = finite(seconds)
+    if v is None or v < 0:
+        return NO_VALUE
+    s = int(min(v, 1e12))
+    days, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{days}d {h:02d}:{m:02d}:{s:02d}" if days else f"{h}:{m:02d}:{s:02d}"
+
+
+def when(timestamp: Any) -> str:
+    """``2026-11-29 19:15:16`` (local time)."""
+    v = finite(timestamp)
+    if v is None or not 0 <= v < 1e11:
+        return NO_VALUE
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
+
+
+def clock(timestamp: Any) -> str:
+    """``19:15:16`` (local time)."""
+    v = finite(timestamp)
+    if v is None or not 0 <= v < 1e11:
+        return "--:--:--"
+    return time.strftime("%H:%M:%S", time.localtime(v))
+
+
+def bar(fraction: Any, cells: int, full: str = "█", empty: str = "░",
+        partials: Sequence[str] = ()) -> str:
+    """``fraction`` (0–1) of ``cells`` filled with ``full``, the rest ``empty``; ``partials``
+    (eighths, e.g. ``▏▎▍▌▋▊▉``) draw the fractional cell. Unknown: all ``empty``."""
+    cells = max(0, int(cells))
+    v = finite(fraction)
+    if v is None:
+        return empty * cells
+    eighths = round(max(0.0, min(1.0, v)) * cells * 8)
+    whole, rest = divmod(eighths, 8)
+    if whole >= cells:
+        return full * cells
+    if rest and len(partials) >= 7:
+        return full * whole + partials[rest - 1] + empty * (cells - whole - 1)
+    whole = round(max(0.0, min(1.0, v)) * cells)
+    return full * whole + empty * (cells - whole)
