@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
 
-from engine.events import EVENTS_FILE as LOG_NAME  # noqa: F401  (re-exported)
-from engine.events import SCHEMA_VERSION  # noqa: F401  (re-exported)
+from engine.rundir import EVENTS_FILE as LOG_NAME  # noqa: F401  (re-exported)
+from engine.schema import SCHEMA_VERSION  # noqa: F401  (re-exported)
 
 CHUNK_BYTES = 1 << 20
 MAX_BATCH_EVENTS = 4000

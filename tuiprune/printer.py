@@ -17,7 +17,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
-from engine.events import EVENTS_FILE, iter_events
+from engine.logread import iter_events
+from engine.rundir import EVENTS_FILE
 
 
 def _pct(v) -> str:

@@ -28,8 +28,8 @@ from typing import Dict, List, Optional, Tuple
 
 from engine.errors import UserError
 from engine.keep import expected_kept
-from engine.events import EVENTS_FILE as LOG_NAME
-from engine.events import SCHEMA_VERSION as KNOWN_VERSION
+from engine.rundir import EVENTS_FILE as LOG_NAME
+from engine.schema import SCHEMA_VERSION as KNOWN_VERSION
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 MARK = {PASS: "✅", FAIL: "❌", SKIP: "➖"}
