@@ -13,11 +13,12 @@ from engine.rundir import EVENTS_FILE
 from engine.runlog import RunLog, StateLog
 from engine.schema import SCHEMA_VERSION
 from tuiprune import format as fmt
-from tuiprune.report.checks import Check
+from tuiprune.report.checks import Check, config_value
 from tuiprune.report.compare import comparison
 from tuiprune.report.log import LoggedRun
 from tuiprune.report.mdtext import Md, bullets, heading, table, text
-from tuiprune.report.steps import export_section, lambda_section, pruning_steps, verification
+from tuiprune.report.steps import (export_section, lambda_section, pruning_steps, upper,
+                                   verification)
 
 STATUS_ICON = {"completed": "✅", "stopped": "⏹", "failed": "❌"}
 
@@ -106,7 +107,7 @@ def title(run: LoggedRun) -> str:
     st = run.log.started
     out = f"# Pruning report: {text(run.name)}"
     if st is not None:
-        out += (f" — {text(str(st['method']).upper())} · {text(st['sorting'])} ranking · heads "
+        out += (f" — {upper(st['method'])} · {text(st['sorting'])} ranking · heads "
                 f"{fmt.ratios(st['head_ratio'])}, MLP {fmt.ratios(st['mlp_ratio'])}")
     return out
 
@@ -123,8 +124,6 @@ def _model_line(st: dict) -> str:
 
 
 def _config_lines(log: RunLog) -> List[str]:
-    from tuiprune.report.checks import config_value
-
     st = log.started
     d = st["data"] or {}
     rate, rewind = config_value(log, "prune", "rate"), config_value(log, "prune", "rewind")
@@ -133,7 +132,7 @@ def _config_lines(log: RunLog) -> List[str]:
         f"/ {fmt.count(d.get('val'))} val / {fmt.count(d.get('test'))} test images · "
         f"{fmt.count(d.get('num_classes'))} classes · {fmt.count(d.get('img_size'))} px",
         _model_line(st),
-        f"**Method**: {text(str(st['method']).upper())} · ranking **{text(st['sorting'])}** · "
+        f"**Method**: {upper(st['method'])} · ranking **{text(st['sorting'])}** · "
         f"criterion {text(st['criterion'])} · head ratio {fmt.ratios(st['head_ratio'])} · MLP "
         f"ratio {fmt.ratios(st['mlp_ratio'])}"
         + (f" · element-wise rate {fmt.ratios(rate)}" if rate is not None else "")
