@@ -4,9 +4,8 @@ rows it does not claim stay green. The targets are worked out by hand in the tes
 
 from __future__ import annotations
 
-import pytest
 import torch
-from report_helpers import copy_run, doctor_log, events, of, verification
+from report_helpers import copy_run, doctor_log, events, verification
 
 from tuiprune import report as R
 

@@ -9,7 +9,6 @@ in the engine cannot hide here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from engine.errors import UserError
