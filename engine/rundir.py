@@ -11,6 +11,7 @@ ones (torch-free).
       engine.lock      held (flock) by the one process that writes the run
       checkpoints/     latest.pt (resume point), init.pt (rewind target "init"),
                        rewind.pt (rewind target "epoch:K"), state<N>_best.pt
+      export-state<N>/ ``tuiprune export``'s default output, described by its export.json
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from engine.errors import UserError
 
@@ -31,6 +32,7 @@ CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
 INIT = "init.pt"
 REWIND = "rewind.pt"
+EXPORT_FILE = "export.json"
 _BEST_RE = re.compile(r"^state(\d+)_best\.pt$")
 
 
@@ -64,6 +66,16 @@ def final_best(run_dir: Path) -> Optional[Path]:
     """The best checkpoint of the last state that has one, or None."""
     found = best_checkpoints(run_dir)
     return found[max(found)] if found else None
+
+
+def export_dir(run_dir: Path, state: int) -> Path:
+    """Where ``tuiprune export`` writes state ``state`` by default."""
+    return Path(run_dir) / f"export-state{state}"
+
+
+def export_docs(run_dir: Path) -> List[Path]:
+    """Every ``export.json`` one level below the run directory, in name order."""
+    return sorted(p for p in Path(run_dir).glob(f"*/{EXPORT_FILE}") if p.is_file())
 
 
 def new_run_dir(cfg: dict) -> Path:
