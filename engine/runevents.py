@@ -15,6 +15,7 @@ from torch import nn
 
 from engine import __version__
 from engine import model as model_mod
+from engine.measure import count_params
 from engine.pruning import sparsity_report
 from engine.rsst import squeeze_counts
 
@@ -27,7 +28,7 @@ def run_started(cfg: dict, run_id: str, model: nn.Module, struct, spec: dict,
     p = cfg["prune"]
     return dict(
         event="run_started", run_id=run_id, name=cfg["run"]["name"], config=cfg,
-        model={"name": spec["name"], "params": sum(t.numel() for t in model.parameters()),
+        model={"name": spec["name"], "params": count_params(model),
                "prunable_weights": struct.total_weights, "blocks": len(struct),
                "heads_per_block": [b.num_heads for b in struct],
                "neurons_per_block": [b.hidden for b in struct],

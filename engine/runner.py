@@ -40,8 +40,8 @@ from engine.errors import UserError, WriteFailed
 from engine.events import EventLog
 from engine.lock import RunLock
 from engine.logread import truncate_torn_tail
-from engine.logscan import LogScan
 from engine.pidfile import remove_pidfile, write_pidfile
+from engine.runlog import RunLog, read_log
 from engine.pruning import apply_masks, current_masks
 from engine.rewind import RewindTarget, parse_rewind
 from engine.rsst import RSSTRegularizer
@@ -115,7 +115,7 @@ class Run:
         self.lock.acquire()  # before reading anything of the run
         if events.exists():
             truncate_torn_tail(events)
-        scan = LogScan.read(events) if events.exists() else LogScan()
+        scan = read_log(events) if events.exists() else RunLog(events)
         if scan.last_status == "completed":
             raise UserError(f"run {self.run_dir} already completed; nothing to resume")
         self._setup()
@@ -133,7 +133,7 @@ class Run:
             self._restore(ckpt.load_checkpoint(latest))
             for ev in self.rs.pending_events:
                 if durable_key(ev) not in scan.durable:
-                    scan.note(self.emit(**ev))
+                    scan.add(self.emit(**ev))
             source = rundir.relative(rundir.LATEST)
         if "run_started" not in scan.kinds:
             self._emit_run_started()
