@@ -32,6 +32,8 @@ MAX_BATCHES = 1_000_000_000
 MAX_BLOCKS = 4_096
 MAX_LIST = 100_000
 MAX_DEPTH = 8  # nesting of free-form objects such as run_started.config
+MAX_RANKS = 65_536
+MAX_GPUS = 1_024
 
 
 class Range:
@@ -138,6 +140,11 @@ class RunStarted(TypedDict, total=False):
     mlp_ratio: RatioList
     batches_per_epoch: Annotated[int, Range(0, MAX_BATCHES)]
     versions: Dict[str, str]
+    # distributed runs (torchrun): every rank trains, rank 0 writes
+    world_size: Annotated[int, Range(1, MAX_RANKS)]
+    backend: str
+    hosts: Annotated[List[str], Range(0, MAX_RANKS)]
+    per_rank_batch: Count
 
 
 class Resumed(TypedDict, total=False):
@@ -264,6 +271,52 @@ class Error(Warning_, total=False):
     traceback: str
 
 
+class GpuSample(TypedDict, total=False):
+    """One GPU as NVML (or, without it, torch) sees it."""
+
+    index: Req(Count)
+    name: str
+    util: Percent            # utilisation over the last sample period
+    mem_used: Count          # bytes
+    mem_total: Count
+    power_w: NonNegative
+    temp_c: Annotated[float, Range(-100.0, 300.0)]
+
+
+class ProcessSample(TypedDict, total=False):
+    """One process of the run (a rank, in a distributed run)."""
+
+    rank: Count
+    host: str
+    rss: Count               # bytes
+    cpu_percent: NonNegative  # of one core: 2 busy cores read 200
+    cuda_max_allocated: Count  # bytes, torch.cuda.max_memory_allocated
+    gpus: Annotated[List[GpuSample], Range(0, MAX_GPUS)]
+
+
+class SystemSample(ProcessSample, total=False):
+    """``system``: the machine and the run's pace, about every ``run.system_seconds`` and at
+    each epoch end. The top-level process fields are this (rank-0) process's."""
+
+    state: State
+    epoch: Epoch
+    interval: Seconds         # seconds the rates below cover
+    host_mem_used: Count
+    host_mem_total: Count
+    data_wait: Ratio          # share of step time spent waiting for the next batch
+    images_per_s: NonNegative  # all ranks together, over the interval
+    unavailable: str          # what could not be measured, and why (e.g. no nvidia-ml-py)
+    ranks: Annotated[List[ProcessSample], Range(0, MAX_RANKS)]  # the other ranks
+
+
+class Heartbeat(TypedDict, total=False):
+    """Written when nothing else was for a while (a long evaluation or checkpoint), so a
+    viewer on another host can tell a quiet engine from a lost one."""
+
+    state: State
+    phase: str
+
+
 class RunEnded(TypedDict, total=False):
     status: Req(str)
     best_val_acc: Percent
@@ -272,6 +325,7 @@ class RunEnded(TypedDict, total=False):
     sparsity: Percent
     seconds: Seconds
     message: str
+    stopped_by: str  # who asked to stop: a signal, or a stop request (host, pid)
 
 
 # event type -> payload; the order is the order of docs/events.md
@@ -289,6 +343,8 @@ PAYLOADS: Dict[str, type] = {
     "checkpoint": Checkpoint,
     "warning": Warning_,
     "error": Error,
+    "system": SystemSample,
+    "heartbeat": Heartbeat,
     "run_ended": RunEnded,
 }
 _EXTRA_FIELDS: Dict[str, Dict[str, Any]] = {"epoch_ended": {"lambda": NonNegative}}
