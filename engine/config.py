@@ -298,7 +298,7 @@ def check_output_dir(cfg: dict) -> Path:
 
 def dumps(cfg: dict) -> str:
     """The resolved config as TOML (``None`` values are left out)."""
-    return tomli_w.dumps(_drop_none(cfg))
+    return tomli_w.dumps(without_none(cfg))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -401,7 +401,7 @@ def _check_model_kwargs(kwargs: dict) -> None:
         raise UserError(f"model.kwargs.depth = {depth}: at most {MAX_DEPTH} blocks")
 
 
-def _drop_none(obj):
+def without_none(obj):
     if isinstance(obj, dict):
-        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+        return {k: without_none(v) for k, v in obj.items() if v is not None}
     return obj
