@@ -14,8 +14,7 @@ pluggable importance scores), ``select`` (element-wise and structured selection)
 
 from engine.pruning.criteria import (ACTIVATION_CRITERIA, CRITERIA, CRITERION_REGISTRY,
                                      ActivationNorm, Criterion, Magnitude, Remain, Saliency,
-                                     ScoringInput, calibration_batches, check_images,
-                                     get_criterion, masked_weights)
+                                     ScoringInput, check_images, get_criterion)
 from engine.pruning.masks import (Masks, apply_masks, check_masks, current_masks, keep_floats,
                                   mask_counts, reapply_masks, remove_masks)
 from engine.pruning.select import (SORTINGS, alive_structures, block_masks, check_choice,
@@ -27,8 +26,8 @@ __all__ = [
     "ACTIVATION_CRITERIA", "CRITERIA", "CRITERION_REGISTRY", "SORTINGS",
     "ActivationNorm", "Criterion", "LayerSparsity", "Magnitude", "Masks", "Remain", "Saliency",
     "ScoringInput", "SparsityReport",
-    "alive_structures", "apply_masks", "block_masks", "calibration_batches", "check_choice",
-    "check_images", "check_masks", "check_ratio", "current_masks", "elementwise_masks",
-    "get_criterion", "keep_floats", "mask_counts", "masked_weights", "reapply_masks",
-    "remove_masks", "select_structures", "sparsity_report", "structured_masks",
+    "alive_structures", "apply_masks", "block_masks", "check_choice", "check_images",
+    "check_masks", "check_ratio", "current_masks", "elementwise_masks", "get_criterion",
+    "keep_floats", "mask_counts", "reapply_masks", "remove_masks", "select_structures",
+    "sparsity_report", "structured_masks",
 ]

@@ -100,7 +100,7 @@ class ActivationNorm(Criterion):
         try:
             params = masked_weights(struct, inp.m_e)
             with torch.no_grad(), _EvalMode(inp.model):
-                for images, _labels in calibration_batches(inp.model, inp.calib, device):
+                for images, _labels in checked_calibration(inp.model, inp.calib, device):
                     functional_call(inp.model, params, (images,))
         finally:
             for h in handles:
@@ -141,7 +141,7 @@ class Saliency(Criterion):
         keys = list(params)
         grads = {k: torch.zeros_like(v) for k, v in params.items()}
         with _EvalMode(inp.model):
-            for images, labels in calibration_batches(inp.model, inp.calib, device,
+            for images, labels in checked_calibration(inp.model, inp.calib, device,
                                                       need_labels=True):
                 loss = loss_fn(functional_call(inp.model, params, (images,)), labels)
                 for k, g in zip(keys, torch.autograd.grad(loss, [params[k] for k in keys])):
@@ -185,7 +185,7 @@ def masked_weights(struct: VitStructure, m_e: Masks) -> Dict[str, torch.Tensor]:
     return out
 
 
-def calibration_batches(model: nn.Module, calib, device, need_labels: bool = False
+def checked_calibration(model: nn.Module, calib, device, need_labels: bool = False
                         ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """``(images, labels)`` from ``calib`` on ``device``, each batch checked against the
     model's input (``ValueError``/``TypeError`` naming ``calib`` and the batch)."""
