@@ -111,6 +111,8 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
     Frozen weights (``requires_grad=False``), deep and unpickled copies, and
     ``torch.func.functional_call`` with substituted weights all work. Calling again replaces
     all masks; layers absent from ``masks`` become unmasked (``remove_masks`` removes all).
+    Replace a masked layer's weight Parameter by hand only through ``load_state_dict``, or call
+    ``apply_masks`` again after.
     """
     struct = vit_structure(model)
     if masks is None:
