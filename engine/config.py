@@ -78,9 +78,9 @@ def _ratio_check(v) -> Optional[str]:
 
 
 def _amp_check(v) -> Optional[str]:
-    if isinstance(v, bool) or v in ("bf16", "fp16"):
+    if isinstance(v, bool) or v in ("auto", "bf16", "fp16"):
         return None
-    return "must be true, false, 'bf16' or 'fp16'"
+    return "must be true, false, 'bf16' or 'fp16', or 'auto' (the default)"
 
 
 SCHEMA: Dict[str, Dict[str, Key]] = {
@@ -138,8 +138,15 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "step_epochs": Key((int,), 30, "step schedule: epochs between decays", low=1,
                            high=100_000),
         "gamma": Key(NUMBER, 0.1, "step schedule: decay factor", low=0, high=1),
-        "amp": Key((bool, str), False, "mixed precision on CUDA: true (bf16 where supported), "
+        "amp": Key((bool, str), "auto", "mixed precision on CUDA: 'auto' (bf16 where "
+                   "supported, else off; off on CPU), true (bf16 where supported, else fp16), "
                    "'bf16', 'fp16', false", check=_amp_check),
+        "compile": Key((bool,), False, "torch.compile the model (the first steps of each "
+                       "batch size compile; masks stay exact)"),
+        "tf32": Key((bool,), True, "CUDA: float32 matmuls and convolutions on TF32 tensor "
+                    "cores (Ampere and later)"),
+        "fused": Key((bool,), True, "CUDA: fused optimizer kernels (one launch updates every "
+                     "parameter)"),
         "label_smoothing": Key(NUMBER, 0.0, "cross-entropy label smoothing", low=0, high=1,
                                high_open=True),
         "grad_clip": Key(NUMBER, 0.0, "clip the gradient norm to this (0: off)", low=0,

@@ -9,18 +9,36 @@ The epoch's tally is ``base`` (what earlier processes trained of this epoch, res
 checkpoint) plus this process's running sums; a mid-epoch checkpoint stores that total
 without folding it into ``base``, so it is counted exactly once however often the run
 checkpoints or resumes.
+
+The loop also times how long it waits for the next batch (host clock around the source's
+iterator, no device sync): :meth:`EpochLoop.take_pace` hands the figures to the system
+sampler, and an epoch that spends more than :data:`DATA_WAIT_WARNING` of its step time waiting
+gets one ``warning`` per state (a loader that keeps the device idle).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Optional, Protocol
+from typing import NamedTuple, Optional, Protocol
 
 import torch
 
 from engine.checkpoint import EpochTally
 from engine.events import Throttle
 from engine.train import Trainer, accumulator_dtype, lr_at
+
+
+DATA_WAIT_WARNING = 0.3  # share of an epoch's step time spent waiting for batches
+
+
+class Pace(NamedTuple):
+    """Training done since the last :meth:`EpochLoop.take_pace`: ``images``, ``step_seconds``
+    (wall time of the steps, the wait for their batches and the throttled reports included;
+    mid-epoch checkpoints excluded) and ``data_wait_seconds`` (of that, waiting for batches)."""
+
+    images: int
+    step_seconds: float
+    data_wait_seconds: float
 
 
 class StopRequested(Exception):
@@ -48,7 +66,10 @@ class EpochHost(Protocol):
 
 
 class EpochLoop:
-    """Trains epochs of ``source`` with ``trainer`` for ``host``."""
+    """Trains epochs of ``source`` with ``trainer`` for ``host``.
+
+    ``images``, ``step_seconds`` and ``data_wait_seconds`` accumulate until
+    :meth:`take_pace` reads and resets them."""
 
     def __init__(self, trainer: Trainer, source, train_cfg: dict, host: EpochHost,
                  checkpoint_seconds: float = 0.0, report_seconds: float = 0.1) -> None:
@@ -57,6 +78,15 @@ class EpochLoop:
         self.checkpoint_seconds = checkpoint_seconds
         self.report_seconds = report_seconds
         self.next_batch = 0  # where the epoch in progress stands (for error reports)
+        self.images = 0
+        self.step_seconds = self.data_wait_seconds = 0.0
+        self.warned_data_wait = False  # once per state: a loop trains one state
+
+    def take_pace(self) -> Pace:
+        """The images, step seconds and data-wait seconds since the last call."""
+        pace = Pace(self.images, self.step_seconds, self.data_wait_seconds)
+        self.images, self.step_seconds, self.data_wait_seconds = 0, 0.0, 0.0
+        return pace
 
     def run(self, state: int, epoch: int, start: int, seed: int,
             base: Optional[EpochTally] = None) -> EpochTally:
@@ -71,11 +101,20 @@ class EpochLoop:
         first_bad = torch.full((), -1, device=dev, dtype=torch.long)
         seen, nb = 0, self.batches
         t0 = last_ckpt = time.perf_counter()
+        wait = steps = 0.0  # this epoch's data wait and step time
 
         def tally() -> EpochTally:
             return base.plus(float(loss_sum), int(correct), seen, time.perf_counter() - t0)
 
-        for b, (x, y) in enumerate(self.source.batches(seed, start), start=start):
+        batches = iter(self.source.batches(seed, start))
+        b = start
+        while True:
+            t_fetch = time.perf_counter()
+            batch = next(batches, None)
+            t_step = time.perf_counter()
+            if batch is None:
+                break
+            x, y = batch
             lr = lr_at(self.t, epoch * nb + b, nb)
             loss, hits = self.trainer.step(x, y, lr)
             loss_sum += loss * len(y)
@@ -90,18 +129,40 @@ class EpochLoop:
                    and time.perf_counter() - last_ckpt > self.checkpoint_seconds)
             if throttle.ready() or last or stop or due:
                 self._check_loss(int(first_bad), state, epoch)
-                now = tally()
-                self.host.emit("batch", state=state, epoch=epoch, batch=b, batches=nb,
-                               loss=float(loss), acc=100.0 * int(hits) / len(y), lr=lr,
-                               images_per_s=now.seen / max(now.seconds, 1e-9))
-                if self.trainer.reg is not None:
-                    self.host.report_lambda(lr)
-                if stop or due:
-                    self.host.save_mid_epoch(b + 1, now)
-                    last_ckpt = time.perf_counter()
-                if stop:
-                    raise StopRequested
+                self._report(state, epoch, b, loss, hits, len(y), lr, tally())
+            fetched, took = t_step - t_fetch, time.perf_counter() - t_fetch
+            wait, steps = wait + fetched, steps + took
+            self.images += len(y)
+            self.step_seconds += took
+            self.data_wait_seconds += fetched
+            if stop or due:
+                self.host.save_mid_epoch(b + 1, tally())
+                last_ckpt = time.perf_counter()
+            if stop:
+                raise StopRequested
+            b += 1
+        self._judge_data_wait(wait, steps, state, epoch)
         return tally()
+
+    def _report(self, state: int, epoch: int, b: int, loss: torch.Tensor, hits: torch.Tensor,
+                size: int, lr: float, now: EpochTally) -> None:
+        """The throttled ``batch`` (and, RSST, ``lambda``) events: host syncs happen here."""
+        self.host.emit("batch", state=state, epoch=epoch, batch=b, batches=self.batches,
+                       loss=float(loss), acc=100.0 * int(hits) / size, lr=lr,
+                       images_per_s=now.seen / max(now.seconds, 1e-9))
+        if self.trainer.reg is not None:
+            self.host.report_lambda(lr)
+
+    def _judge_data_wait(self, wait: float, steps: float, state: int, epoch: int) -> None:
+        """One ``warning`` per state when this epoch waited for data more than
+        :data:`DATA_WAIT_WARNING` of its step time."""
+        if self.warned_data_wait or steps <= 0 or wait / steps <= DATA_WAIT_WARNING:
+            return
+        self.warned_data_wait = True
+        self.host.emit("warning", state=state, epoch=epoch, message=(
+            f"the data loader kept the device waiting {wait / steps:.0%} of the step time in "
+            f"state {state}, epoch {epoch} ({wait:.1f} s of {steps:.1f} s): raise data.workers, "
+            f"or use a dataset held on the device (synthetic, cifar10, cifar100)"))
 
     @staticmethod
     def _check_loss(bad: int, state: int, epoch: int) -> None:

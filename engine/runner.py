@@ -47,7 +47,8 @@ from engine.rewind import RewindTarget, parse_rewind
 from engine.rsst import RSSTRegularizer
 from engine.schema import durable_key
 from engine.structure import describe
-from engine.train import Trainer, amp_dtype, calibration_batches, evaluate, lr_at, make_optimizer
+from engine.train import (Trainer, amp_dtype, calibration_batches, configure_backends, lr_at,
+                          make_optimizer)
 from engine.transitions import begin_refill_state, hard_cut, prune_step
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
@@ -150,6 +151,7 @@ class Run:
         """Device, model and data; nothing is written."""
         cfg = self.cfg
         self.device = resolve_device(cfg["run"]["device"])
+        configure_backends(self.device, cfg["train"])  # TF32 on CUDA (issue 11)
         torch.manual_seed(cfg["run"]["seed"])
         self.model, self.spec, self.weights_source = model_mod.build(
             cfg, data_mod.num_classes(cfg))
@@ -339,10 +341,10 @@ class Run:
 
     def _evaluate(self):
         """(val loss, val acc, test loss, test acc) of the model now."""
-        val_loss, val_acc = evaluate(self.model, self.data.val, self.device, self.amp)
+        val_loss, val_acc = self.trainer.evaluate(self.data.val)  # compiled with training
         test_loss = test_acc = None
         if self.data.test is not None:
-            test_loss, test_acc = evaluate(self.model, self.data.test, self.device, self.amp)
+            test_loss, test_acc = self.trainer.evaluate(self.data.test)
         return val_loss, val_acc, test_loss, test_acc
 
     def _finish_epoch(self, tally: EpochTally) -> None:

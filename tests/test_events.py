@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,10 @@ def test_events_are_flushed_lines_with_common_fields(tmp_path):
     seen = []
     log = EventLog(path, seq=5, listeners=[seen.append])
     log.emit("batch", state=0, epoch=0, batch=3, loss=float("nan"), acc=math.inf)
-    # visible to another reader before close: flushed per line
+    # visible to another reader before close, within a second, without a flush
+    deadline = time.monotonic() + 1.0
+    while not path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.005)
     line = path.read_text()
     assert line.endswith("\n") and line.count("\n") == 1
     ev = json.loads(line)
@@ -59,8 +65,9 @@ def test_a_line_that_does_not_fit_on_disk_is_cut_off_again(tmp_path):
         log = EventLog({str(tmp_path / "events.jsonl")!r})
         log.emit("warning", message="first")
         resource.setrlimit(resource.RLIMIT_FSIZE, (120, 120))
+        log.emit("warning", message="x" * 200)  # queued: the writer thread meets the limit
         try:
-            log.emit("warning", message="x" * 200)
+            log.flush()
         except WriteFailed as exc:
             print("WriteFailed:", exc)
     """)
@@ -69,6 +76,100 @@ def test_a_line_that_does_not_fit_on_disk_is_cut_off_again(tmp_path):
     assert "WriteFailed:" in out.stdout and "events.jsonl" in out.stdout, out
     lines = (tmp_path / "events.jsonl").read_text().split("\n")
     assert lines[-1] == "" and len(lines) == 2 and json.loads(lines[0])["message"] == "first"
+
+
+def _run_script(body: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    script = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+
+
+def test_a_write_failure_cuts_back_to_the_last_whole_line_and_is_raised_later(tmp_path):
+    """Lines the disk took stay whole; the line it refused is cut off; the failure reaches
+    the caller on a later emit, or on close when nothing else raised it."""
+    out = _run_script("""
+        import resource, signal, time
+        from engine.events import EventLog
+        from engine.errors import WriteFailed
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        log = EventLog("a.jsonl")
+        log.emit("warning", message="first")
+        log.flush()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))
+        log.emit("warning", message="y" * 60)    # fits: ends below 300 bytes
+        log.emit("warning", message="x" * 200)   # does not
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                log.emit("warning", message="z")
+                time.sleep(0.01)
+            except WriteFailed as exc:
+                print("emit raised:", exc)
+                break
+        log2 = EventLog("b.jsonl")
+        log2.emit("warning", message="x" * 400)
+        try:
+            log2.close()
+        except WriteFailed as exc:
+            print("close raised:", exc)
+    """, tmp_path)
+    assert "emit raised:" in out.stdout and "a.jsonl" in out.stdout, out
+    assert "close raised:" in out.stdout and "b.jsonl" in out.stdout, out
+    lines = (tmp_path / "a.jsonl").read_text().split("\n")
+    messages = [json.loads(x)["message"] for x in lines[:-1]]
+    # the refused line is gone whole; short lines emitted after it still fit under the limit
+    assert messages[:2] == ["first", "y" * 60] and set(messages[2:]) <= {"z"}
+    assert lines[-1] == ""  # no torn line
+    assert (tmp_path / "b.jsonl").read_text() == ""
+
+
+def test_emit_does_not_wait_for_a_blocked_file_and_close_drains_it_in_order(tmp_path):
+    """The log is a FIFO nobody reads yet: its 64 KiB buffer fills and writes block. Emitting
+    still returns at once (a writer that blocked the caller would hang here); once a reader
+    drains the pipe, close() delivers every line, in order."""
+    fifo = tmp_path / "events.jsonl"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    log = EventLog(fifo)
+    t = time.perf_counter()
+    for i in range(400):  # ~400 KiB: six times the pipe's buffer
+        log.emit("warning", message=f"{i} " + "x" * 1000)
+    emitting = time.perf_counter() - t
+    chunks = []
+    closer = threading.Thread(target=log.close)
+    closer.start()
+    os.set_blocking(reader, True)
+    while True:
+        chunk = os.read(reader, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    closer.join(timeout=30)
+    os.close(reader)
+    assert not closer.is_alive()
+    evs = [json.loads(x) for x in b"".join(chunks).decode().splitlines()]
+    assert [e["seq"] for e in evs] == list(range(400))
+    assert [e["message"].split()[0] for e in evs] == [str(i) for i in range(400)]
+    assert emitting < 30  # it returned at all: the pipe was full long before the last emit
+
+
+def test_queued_lines_reach_the_file_at_exit_without_close(tmp_path):
+    out = _run_script("""
+        from engine.events import EventLog
+        log = EventLog("events.jsonl", seq=3)
+        for i in range(2000):
+            log.emit("warning", message=str(i))
+    """, tmp_path)
+    assert out.returncode == 0, out
+    evs = list(iter_events(tmp_path / "events.jsonl"))
+    assert [e["seq"] for e in evs] == list(range(3, 2003))
+
+
+def test_emit_after_close_is_refused(tmp_path):
+    log = EventLog(tmp_path / "events.jsonl")
+    log.close()
+    with pytest.raises(ValueError, match="closed"):
+        log.emit("warning", message="late")
 
 
 def test_reader_skips_garbage_and_a_torn_last_line(tmp_path):
