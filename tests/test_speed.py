@@ -259,3 +259,58 @@ def test_device_resident_data_keeps_the_warning_silent(one_thread):
     assert pace.data_wait_seconds / pace.step_seconds <= DATA_WAIT_WARNING
     assert _warnings(host) == []
     assert [e["batch"] for e in host.events if e["event"] == "batch"][-1] == 3
+
+
+# --------------------------------------------------------------------------- the benchmark
+def _quick_vit_flops_per_image() -> int:
+    """Forward + backward FLOPs of bench_gpu's --quick ViT (width 64, 2 blocks, 2 heads, MLP
+    256, patch 4 at 32 px: 64 patches + a class token, 10 classes), counted by hand: 2 FLOPs
+    per multiply-add; a backward pass costs two forward passes for every layer whose input
+    needs a gradient, one (the weight gradient) for the patch embedding."""
+    tokens, width, hidden, heads, blocks = 65, 64, 256, 2, 2
+    head_dim = width // heads
+    patch = 2 * 64 * width * (3 * 4 * 4)
+    linears = tokens * 2 * (width * 3 * width + width * width + 2 * width * hidden)
+    attention = heads * 2 * (2 * tokens * tokens * head_dim)  # q·kᵀ and attn·v
+    classifier = 2 * width * 10
+    return 2 * patch + 3 * (blocks * (linears + attention) + classifier)
+
+
+@pytest.mark.slow
+def test_bench_gpu_quick_runs_on_cpu_and_writes_its_json(tmp_path):
+    import json
+    import math
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(root / "bench" / "bench_gpu.py"), "--device",
+                           "cpu", "--quick", "--peak-tflops", "1.0", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "projected full experiment" in done.stdout
+    result = json.loads(out.read_text())
+    rows = result["variants"]
+    names = {r["name"] for r in rows}
+    assert {"plain fp32", "plain bf16", "engine refill fp32", "engine refill bf16",
+            "engine rsst fp32", "engine rsst bf16", "engine rsst bf16 no events",
+            "research rsst fp32"} == names
+    assert sorted({r["batch"] for r in rows}) == [16, 32] and len(rows) == 16
+    for r in rows:
+        for key in ("images_per_s", "step_ms", "step_ms_min", "achieved_tflops", "mfu"):
+            assert math.isfinite(r[key]) and r[key] > 0, (r["name"], key)
+        assert r["flops_per_step"] == r["batch"] * _quick_vit_flops_per_image()
+        assert r["mfu"] == pytest.approx(r["achieved_tflops"] / 1.0)
+        assert r["images_per_s"] == pytest.approx(1000 * r["batch"] / r["step_ms"])
+        assert r["peak_mem_bytes"] is None  # CUDA only
+        assert (r["vs_plain"] is not None) == (r["family"] == "engine")
+    for batch in ("16", "32"):
+        for who in ("engine", "research"):
+            p = result["projection"][batch][who]
+            want = 20 * 40 * (45_000 / p["train_images_per_s"]
+                              + 15_000 / p["eval_images_per_s"]) / 3600
+            assert p["hours"] == pytest.approx(want) and math.isfinite(p["hours"])
+        assert result["event_path"][batch]["ratio"] > 0
+    assert result["environment"]["device"] == "cpu" and result["environment"]["load_average"]
