@@ -1,6 +1,8 @@
-"""Run every benchmark in turn (``make bench``); exit 1 if any missed its target.
+"""Run every benchmark in turn (``make bench``); exit 1 if any missed its target or failed.
 
 Timings are only meaningful on a quiet machine: each script prints what it measured and how.
+``bench_gpu.py`` runs at full size on a CUDA device, and as its small ``--quick`` check on a
+machine without one (a full-size ViT-S run on a CPU takes hours and measures nothing useful).
 """
 
 from __future__ import annotations
@@ -10,14 +12,21 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_engine.py", "bench_runs.py", "bench_compact.py", "bench_reducer.py"]
+
+
+def scripts() -> list:
+    import torch
+
+    gpu = [] if torch.cuda.is_available() else ["--device", "cpu", "--quick"]
+    return [["bench_engine.py"], ["bench_runs.py"], ["bench_gpu.py", *gpu],
+            ["bench_compact.py"], ["bench_reducer.py"]]
 
 
 def main() -> int:
     failed = []
-    for script in SCRIPTS:
-        print(f"\n######## {script}", flush=True)
-        if subprocess.run([sys.executable, str(HERE / script)]).returncode:
+    for script, *args in scripts():
+        print(f"\n######## {script} {' '.join(args)}", flush=True)
+        if subprocess.run([sys.executable, str(HERE / script), *args]).returncode:
             failed.append(script)
     if failed:
         print(f"\nmissed a target or failed: {', '.join(failed)}")
