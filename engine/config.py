@@ -170,6 +170,9 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "calib_batches": Key((int,), 4, "batches for the l1/l2/saliency criteria", low=1,
                              high=10_000),
         "prune_last": Key((bool,), False, "also prune after the last state"),
+        "round_to": Key((int,), 1, "keep each block's neurons (and heads × head_dim) a "
+                        "multiple of this, rounded down (Torch-Pruning's round_to; 1: off)",
+                        low=1, high=4096),
     },
     "rsst": {
         "schedule": Key((str,), "exp_custom_exponents", "λ schedule",

@@ -429,7 +429,7 @@ class Run:
                  if p["criterion"] in ACTIVATION_CRITERIA else None)
         result = prune_step(self.model, rate=p["rate"], head_ratio=self.head_ratios[s],
                             mlp_ratio=self.mlp_ratios[s], sorting=p["sorting"],
-                            criterion=p["criterion"], calib=calib)
+                            criterion=p["criterion"], calib=calib, round_to=p["round_to"])
         last = s == self.states - 1  # prune_last: no training follows, cut now
         event = runevents.pruned(s, self.method, p, self.head_ratios[s], self.mlp_ratios[s],
                                  result, applied=self.method == "refill" or last)

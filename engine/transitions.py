@@ -36,13 +36,15 @@ class PruneStep:
 
 def prune_step(model: nn.Module, *, rate: float, head_ratio: float, mlp_ratio: float,
                sorting: str = "global", criterion: str = "magnitude",
-               calib: Optional[Iterable] = None) -> PruneStep:
+               calib: Optional[Iterable] = None, round_to: int = 1) -> PruneStep:
     """Element-wise step then structured step on the model's current (trained) weights,
-    starting from the masks already in force. The model is not modified."""
+    starting from the masks already in force (``round_to``: see ``structured_masks``). The
+    model is not modified."""
     start = time.perf_counter()
     m_e = elementwise_masks(model, rate, masks=current_masks(model))
     m_s = structured_masks(model, m_e, head_ratio=head_ratio, mlp_ratio=mlp_ratio,
-                           sorting=sorting, criterion=criterion, calib=calib)
+                           sorting=sorting, criterion=criterion, calib=calib,
+                           round_to=round_to)
     report = sparsity_report(model, m_s)
     e_sparsity = sparsity_report(model, m_e).sparsity
     return PruneStep(m_e, m_s, report, e_sparsity, time.perf_counter() - start)

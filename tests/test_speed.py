@@ -4,8 +4,14 @@ figure and its warning. (Timings are benchmarks, in ``bench/``; nothing here ass
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +25,7 @@ from engine.train import (Trainer, amp_dtype, configure_backends, evaluate, make
                           optimizer_options)
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def train_cfg(*extra: str) -> dict:
@@ -278,15 +285,8 @@ def _quick_vit_flops_per_image() -> int:
 
 @pytest.mark.slow
 def test_bench_gpu_quick_runs_on_cpu_and_writes_its_json(tmp_path):
-    import json
-    import math
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(root / "bench" / "bench_gpu.py"), "--device",
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_gpu.py"), "--device",
                            "cpu", "--quick", "--peak-tflops", "1.0", "--json", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -314,3 +314,117 @@ def test_bench_gpu_quick_runs_on_cpu_and_writes_its_json(tmp_path):
             assert p["hours"] == pytest.approx(want) and math.isfinite(p["hours"])
         assert result["event_path"][batch]["ratio"] > 0
     assert result["environment"]["device"] == "cpu" and result["environment"]["load_average"]
+
+
+# --------------------------------------------------------------------------- prune.round_to
+def _largest_multiple_at_most(n: int, m: int) -> int:
+    best = 0
+    for k in range(0, n + 1, m):
+        best = k
+    return best
+
+
+def _reference_keep(scores, ratio, sorting, m):
+    """Keep sets per block by hand: rank (score desc, block, index), keep the ratio's count
+    globally or per block, then in each block only the best largest-multiple-of-m (a block
+    below one multiple keeps its count)."""
+    items = [(-float(s), b, i) for b, row in enumerate(scores) for i, s in enumerate(row)]
+    groups = [items] if sorting == "global" else \
+        [[it for it in items if it[1] == b] for b in range(len(scores))]
+    kept = [[] for _ in scores]
+    for group in groups:
+        k = max(1, int(len(group) * (1 - ratio)))
+        for _, b, i in sorted(group)[:k]:
+            kept[b].append(i)
+    out = []
+    for b, ids in enumerate(kept):
+        n = len(ids)
+        n = _largest_multiple_at_most(n, m) if n >= m else n
+        out.append(sorted(sorted(ids, key=lambda i: (-float(scores[b][i]), i))[:n]))
+    return out
+
+
+@pytest.mark.parametrize("sorting", ["global", "layer-wise"])
+def test_round_to_keeps_the_best_multiple_of_neurons_per_block(tiny_vit, sorting):
+    from helpers.pruning import randomize, structure_flags
+
+    model = randomize(tiny_vit(), seed=5)  # 3 blocks, 4 heads of 16, 256 neurons
+    masks = structured_masks(model, None, 0.3, 0.3, sorting, round_to=48)
+    heads, neurons = structure_flags(model, masks)
+    fc1 = [[sum(abs(float(v)) for v in row) for row in blk.mlp.fc1.weight.detach()] for blk in
+           model.blocks]
+    want = _reference_keep(fc1, 0.3, sorting, 48)
+    assert [[i for i, k in enumerate(n) if k] for n in neurons] == want
+    assert all(len(w) % 48 == 0 for w in want)
+    # heads: 48 / gcd(48, 16) = 3 heads make a multiple of 48 wide
+    qkv = [[sum(abs(float(v)) for s in range(3) for r in range(16)
+                for v in blk.attn.qkv.weight.detach()[s * 64 + h * 16 + r]) for h in range(4)]
+           for blk in model.blocks]
+    assert [[i for i, k in enumerate(h) if k] for h in heads] == \
+        _reference_keep(qkv, 0.3, sorting, 3)
+
+
+def test_round_to_one_changes_nothing_and_bad_values_are_refused(tiny_vit):
+    model = tiny_vit()
+    plain = structured_masks(model, None, 0.3, 0.3, "global")
+    same = structured_masks(model, None, 0.3, 0.3, "global", round_to=1)
+    assert all(torch.equal(plain[k], same[k]) for k in plain)
+    with pytest.raises(ValueError, match="round_to must be >= 1"):
+        structured_masks(model, None, 0.3, 0.3, round_to=0)
+    with pytest.raises(TypeError, match="round_to must be a whole number"):
+        structured_masks(model, None, 0.3, 0.3, round_to=8.0)
+    from engine.errors import UserError
+    with pytest.raises(UserError, match="prune.round_to must be >= 1"):
+        load_config("demo", ["prune.round_to=0"])
+
+
+def test_vit_small_at_30_percent_keeps_multiples_of_64_neurons_per_block():
+    """The issue's case: 30 % of ViT-S's 18,432 neurons, ranked globally, leaves 12,902
+    (a multiple of neither 8 nor 64); round_to = 64 rounds every block down to one."""
+    import timm
+
+    from helpers.pruning import structure_flags
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_small_patch16_224", pretrained=False)
+    _, neurons = structure_flags(model, structured_masks(model, None, 0.3, 0.3, "global",
+                                                         round_to=64))
+    per_block = [sum(n) for n in neurons]
+    ratio_keeps = int(18_432 * 0.7)
+    assert ratio_keeps == 12_902 and ratio_keeps % 8 and ratio_keeps % 64
+    assert all(n % 64 == 0 and n > 0 for n in per_block)
+    assert ratio_keeps - 12 * 63 <= sum(per_block) <= ratio_keeps
+
+
+def test_dry_run_prints_the_rounded_counts():
+    out = subprocess.run([sys.executable, "-m", "tuiprune", "run", "demo", "--dry-run",
+                          "--set", "prune.round_to=64", "--set", "prune.sorting='layer-wise'"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    # demo: 4 blocks, 4 heads of 32 (64 wide = 2 heads), 512 neurons; heads 25 %, MLP 30 %
+    heads, neurons = [4] * 4, [512] * 4
+    for step in range(2):
+        heads = [max(1, int(h * 0.75)) for h in heads]
+        heads = [h - h % 2 if h >= 2 else h for h in heads]
+        neurons = [_largest_multiple_at_most(max(1, int(n * 0.7)), 64) for n in neurons]
+        line = (f"after pruning step {step} (layer-wise): {sum(heads)} of 16 heads and "
+                f"{sum(neurons)} of 2048 neurons kept (per block: "
+                f"{', '.join(map(str, neurons))})")
+        assert line in out.stdout, out.stdout
+    assert neurons == [192] * 4 and heads == [1] * 4
+
+
+@pytest.mark.slow
+def test_a_run_with_round_to_prunes_to_multiples(tmp_path):
+    from engine.runner import Run
+    from runs_helpers import events, of, overrides
+
+    cfg = load_config("demo", overrides("prune.states=2", "prune.sorting='layer-wise'",
+                                        "prune.round_to=16", "prune.method='refill'",
+                                        "train.epochs=1"))
+    assert Run(cfg, tmp_path / "r").start() == 0
+    [pruned] = of(events(tmp_path / "r"), "pruned")
+    # TINY: 3 blocks of 4 heads × 8 wide (16 wide = 2 heads) and 128 neurons, ratios 0.3
+    assert [layer["neurons_kept"] for layer in pruned["layers"]] == [80] * 3  # int(89.6) → 80
+    assert [layer["heads_kept"] for layer in pruned["layers"]] == [2] * 3     # int(2.8) = 2

@@ -10,7 +10,7 @@ from typing import List, Optional
 from engine.config import (apply_overrides, check_output_dir, dumps, load_config, read_toml,
                            resolve, step_ratios)
 from engine.errors import UserError
-from engine.keep import expected_kept
+from engine.keep import expected_kept, head_multiple
 from engine.pidfile import engine_alive, read_pidfile
 from engine.rundir import CONFIG_FILE, EVENTS_FILE, new_run_dir, require_run_dir
 from tuiprune.format import printable
@@ -160,16 +160,23 @@ def _dry_run(cfg: dict) -> int:
     table.add_row("all", str(struct.total_heads), "", str(struct.total_neurons),
                   f"{struct.total_weights:,}", style="bold")
     console.print(table)
-    sorting = cfg["prune"]["sorting"]
+    sorting, round_to = cfg["prune"]["sorting"], cfg["prune"]["round_to"]
     heads = [b.num_heads for b in struct]  # alive per block before the first step
     neurons = [b.hidden for b in struct]
+    per_head = max(head_multiple(round_to, b.head_dim) for b in struct)
+    at_most = "at most " if sorting == "global" and round_to > 1 else ""
+    if round_to > 1:
+        console.print(f"round_to = {round_to}: each block keeps a multiple of {round_to} "
+                      f"neurons and of {per_head} head(s), rounded down from the ratio")
     for step, (hr, mr) in enumerate(zip(step_ratios(cfg, "head_ratio"),
                                         step_ratios(cfg, "mlp_ratio"))):
-        heads = expected_kept(heads, hr, sorting)
-        neurons = expected_kept(neurons, mr, sorting)
-        console.print(f"after pruning step {step} ({sorting}): {sum(heads)} of "
-                      f"{struct.total_heads} heads and {sum(neurons)} of "
-                      f"{struct.total_neurons} neurons kept")
+        heads = expected_kept(heads, hr, sorting, per_head)
+        neurons = expected_kept(neurons, mr, sorting, round_to)
+        console.print(f"after pruning step {step} ({sorting}): {at_most}{sum(heads)} of "
+                      f"{struct.total_heads} heads and {at_most}{sum(neurons)} of "
+                      f"{struct.total_neurons} neurons kept"
+                      + (f" (per block: {', '.join(map(str, neurons))})"
+                         if round_to > 1 and sorting != "global" else ""))
     console.print(f"weights: {printable(_weights_note(cfg))}", markup=False)
     return 0
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from engine.keep import keep_count
+from engine.keep import head_multiple, keep_count, round_kept
 from engine.pruning.criteria import ScoringInput, get_criterion
 from engine.pruning.masks import Masks, check_masks, mask_counts
 from engine.structure import BlockStructure, VitStructure, vit_structure
@@ -38,6 +38,16 @@ def check_ratio(value, name: str) -> float:
     if not (0.0 <= value < 1.0) or math.isnan(value):
         raise ValueError(f"{name} must be in [0, 1) (a fraction to prune), got {value}")
     return value
+
+
+def check_multiple(value, name: str) -> int:
+    """A whole number >= 1 or a ``TypeError``/``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number >= 1, got {type(value).__name__} "
+                        f"{value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 (1: no rounding), got {value}")
+    return int(value)
 
 
 def check_choice(value, name: str, choices: Tuple[str, ...]) -> str:
@@ -96,7 +106,7 @@ def elementwise_masks(model: nn.Module, rate: float, masks: Optional[Masks] = No
 def structured_masks(model: nn.Module, m_e: Optional[Masks], head_ratio: float = 0.3,
                      mlp_ratio: float = 0.3, sorting: str = "global",
                      criterion="magnitude", calib: Optional[Iterable] = None,
-                     loss_fn: Optional[Callable] = None) -> Masks:
+                     loss_fn: Optional[Callable] = None, round_to: int = 1) -> Masks:
     """Score every head and neuron, keep the best, return a whole-structure mask.
 
     ``head_ratio``/``mlp_ratio`` are the fractions of the *alive* heads/neurons to prune in
@@ -112,6 +122,11 @@ def structured_masks(model: nn.Module, m_e: Optional[Masks], head_ratio: float =
     ``calib``). Activation criteria run in eval mode on the current weights with ``m_e``
     applied, without modifying the model; ``calib`` is an iterable of ``(images, labels)``
     batches as the model expects them (normalised), and ``loss_fn`` defaults to cross-entropy.
+
+    ``round_to`` (Torch-Pruning's): each block keeps a multiple of ``round_to`` neurons, and a
+    number of heads whose width is a multiple of it, rounded down from what the ratio keeps
+    (a block below one multiple keeps its count; ``engine.keep``): the lowest-ranked kept
+    structures of the block go.
     """
     struct = vit_structure(model)
     head_ratio = check_ratio(head_ratio, "head_ratio")
@@ -123,10 +138,12 @@ def structured_masks(model: nn.Module, m_e: Optional[Masks], head_ratio: float =
         raise ValueError(f"criterion {scorer.name!r} measures activations and needs `calib`, an "
                          f"iterable of (images, labels) batches; or use 'magnitude'/'remain'")
 
+    round_to = check_multiple(round_to, "round_to")
     heads, neurons = scorer(ScoringInput(model, struct, m_e, calib, loss_fn))
     alive_heads, alive_neurons = alive_structures(struct, m_e)
-    keep_heads = select_structures(heads, alive_heads, head_ratio, sorting)
-    keep_neurons = select_structures(neurons, alive_neurons, mlp_ratio, sorting)
+    per_head = max(head_multiple(round_to, b.head_dim) for b in struct)
+    keep_heads = select_structures(heads, alive_heads, head_ratio, sorting, per_head)
+    keep_neurons = select_structures(neurons, alive_neurons, mlp_ratio, sorting, round_to)
     masks: Masks = {}
     for b, kh, kn in zip(struct, keep_heads, keep_neurons):
         masks.update(block_masks(b, kh, kn))
@@ -142,9 +159,10 @@ def alive_structures(struct: VitStructure, m_e: Masks
 
 
 def select_structures(scores: List[torch.Tensor], alive: List[torch.Tensor], ratio: float,
-                      sorting: str) -> List[torch.Tensor]:
+                      sorting: str, multiple: int = 1) -> List[torch.Tensor]:
     """Keep flags per block: the ``max(1, int(alive * (1 - ratio)))`` best alive structures,
-    ranked globally or within each block; stable ties."""
+    ranked globally or within each block; stable ties. Then each block's count is rounded
+    down to a ``multiple`` (``engine.keep.round_kept``), dropping its lowest-ranked."""
     for s in scores:
         if not torch.isfinite(s).all():
             raise ValueError("the pruning criterion produced non-finite scores (NaN/inf): the "
@@ -161,7 +179,23 @@ def select_structures(scores: List[torch.Tensor], alive: List[torch.Tensor], rat
         flags = torch.zeros_like(a)
         flags[order[:k]] = True
         keep.extend(flags.split([x.numel() for x in group_scores]))
+    if multiple > 1:
+        keep = [_round_block(flags, block_scores.double().cpu(), multiple)
+                for flags, block_scores in zip(keep, scores)]
     return keep
+
+
+def _round_block(flags: torch.Tensor, scores: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``flags`` with only the best ``round_kept(kept, multiple)`` kept (stable ties: the lower
+    index stays)."""
+    kept = int(flags.sum())
+    k = round_kept(kept, multiple)
+    if k == kept:
+        return flags
+    key = torch.where(flags, scores, torch.full_like(scores, -math.inf))
+    out = torch.zeros_like(flags)
+    out[torch.sort(key, descending=True, stable=True).indices[:k]] = True
+    return out
 
 
 def block_masks(b: BlockStructure, keep_heads: torch.Tensor,
