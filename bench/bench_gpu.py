@@ -347,6 +347,8 @@ def main(argv=None) -> int:
     if args.threads or (args.quick and device.type == "cpu"):
         torch.set_num_threads(args.threads or 1)
     configure_backends(device, {"tf32": True})
+    # every (precision, batch size, train/eval) is a graph of the same forward: allow them all
+    torch._dynamo.config.recompile_limit = max(32, torch._dynamo.config.recompile_limit)
     torch.manual_seed(0)
     import timm
 

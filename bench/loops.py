@@ -13,7 +13,8 @@ images seen).
   copied with ``.to(device)`` without ``non_blocking``, ``torch.nn.utils.prune``
   reparametrisation (``weight_orig × weight_mask`` at every forward), ``loss.item()`` and a
   top-1 ``.item()`` every step, in RSST states a Python loop over all modules adding
-  ``reg * w`` to gradients, a ``print`` every ``print_freq`` steps, SGD with momentum, fp32.
+  ``reg * w`` to gradients, a ``print`` every ``print_freq`` steps, SGD with momentum, fp32
+  matmuls in full precision (no TF32, PyTorch's default).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+from contextlib import contextmanager
 from typing import Dict, Iterator, Optional
 
 import torch
@@ -62,6 +64,17 @@ def device_source(images: torch.Tensor, labels: torch.Tensor, model: nn.Module, 
     pre = Preprocess(images.shape[-1], mean, std, images.device)
     return TensorSource(images[:n], labels[:n], batch, train=train, augment=train,
                         preprocess=pre)
+
+
+@contextmanager
+def full_fp32():
+    """float32 matmuls in full precision (PyTorch's default; no TF32) for the block."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def endless(source) -> Iterator:
@@ -209,6 +222,10 @@ class ResearchLoop:
         return k * self.batch
 
     def _train(self, k: int) -> None:
+        with full_fp32():  # as the research code ran: PyTorch's default, no TF32
+            self._train_steps(k)
+
+    def _train_steps(self, k: int) -> None:
         for _ in range(k):
             x, y = next(self.batches)
             x, y = x.to(self.device), y.to(self.device)  # `.cuda()`: no non_blocking
@@ -236,7 +253,7 @@ class ResearchLoop:
             num_workers=2, pin_memory=self.device.type == "cuda")
         self.model.eval()
         correct = seen = 0
-        with torch.no_grad():
+        with torch.no_grad(), full_fp32():
             for x, y in loader:
                 x, y = x.to(self.device), y.to(self.device)
                 correct += (self.model(x).argmax(1) == y).sum().item()

@@ -26,16 +26,17 @@ def optimizer_options(t: dict, device_type: str) -> dict:
     return {"fused": True} if t.get("fused", True) and device_type == "cuda" else {}
 
 
-def make_optimizer(model: nn.Module, t: dict) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, t: dict,
+                   device_type: Optional[str] = None) -> torch.optim.Optimizer:
     """SGD (Nesterov when there is momentum) or AdamW over timm's weight-decay groups: no
     decay on 1-d parameters (norms, biases) nor on those the model lists in
     ``no_weight_decay()`` (position embedding, class token). Fused on CUDA (see
-    :func:`optimizer_options`)."""
+    :func:`optimizer_options`; ``device_type`` defaults to the parameters')."""
     from timm.optim import param_groups_weight_decay
 
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
     groups = param_groups_weight_decay(model, t["weight_decay"], no_weight_decay_list=skip)
-    options = optimizer_options(t, next(model.parameters()).device.type)
+    options = optimizer_options(t, device_type or next(model.parameters()).device.type)
     if t["optimizer"] == "adamw":
         return torch.optim.AdamW(groups, lr=t["lr"], **options)
     return torch.optim.SGD(groups, lr=t["lr"], momentum=t["momentum"],

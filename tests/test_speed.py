@@ -74,18 +74,20 @@ def test_fused_optimizer_on_cuda_only_and_masks_stay_exact_through_a_fused_step(
     assert optimizer_options(train_cfg(), "cuda") == {"fused": True}
     assert optimizer_options(train_cfg(), "cpu") == {}
     assert optimizer_options(train_cfg("train.fused=false"), "cuda") == {}
-    # torch's fused kernels exist on CPU too: run one real fused step with masks applied
     model = tiny_vit().train()
+    assert not make_optimizer(model, train_cfg()).defaults["fused"]  # CPU parameters
     masks = structured_masks(model, elementwise_masks(model, 0.3), 0.5, 0.5)
     apply_masks(model, masks)
-    options = optimizer_options(train_cfg(), "cuda")
-    for opt in (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, **options),
-                torch.optim.AdamW(model.parameters(), lr=0.1, **options)):
-        for p in model.parameters():  # dense gradients: only the step could revive a weight
-            p.grad = torch.ones_like(p)
-        opt.step()
-        assert opt.defaults["fused"]
-        _assert_pruned_zero(model, masks)
+    # the optimizer a CUDA run builds, on CPU parameters (torch's fused kernels exist there
+    # too): SGD with Nesterov momentum and weight-decay groups, AdamW
+    for kind in ("sgd", "adamw"):
+        opt = make_optimizer(model, train_cfg(f"train.optimizer='{kind}'"), device_type="cuda")
+        assert opt.defaults["fused"] and len(opt.param_groups) == 2
+        for _ in range(2):
+            for p in model.parameters():  # dense gradients: only the step could revive one
+                p.grad = torch.ones_like(p)
+            opt.step()
+            _assert_pruned_zero(model, masks)
 
 
 # --------------------------------------------------------------------------- evaluation
