@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -197,3 +198,22 @@ def test_truncate_torn_tail(tmp_path):
 def test_throttle_lets_one_through_per_interval():
     t = Throttle(interval=60)
     assert t.ready() and not t.ready() and not t.ready()
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_loses_no_event_of_the_writer_thread(tmp_path):
+    """The engine stops on SIGTERM while the writer thread has lines queued: every event it
+    numbered reaches the file, in order, ending with run_ended."""
+    from runs_helpers import events, sets, tuiprune, wait_for
+
+    run_dir = tmp_path / "r"
+    proc = tuiprune("run", "demo", "--run-dir", str(run_dir),
+                    *sets("data.train_size=1500", "run.checkpoint_minutes=0"), cwd=tmp_path)
+    wait_for(run_dir, lambda e: e["event"] == "batch" and e["batch"] >= 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 3, out
+    evs = events(run_dir)
+    assert [e["seq"] for e in evs] == list(range(len(evs)))
+    assert evs[-1]["event"] == "run_ended" and evs[-1]["status"] == "stopped"
+    assert (run_dir / "events.jsonl").read_bytes().endswith(b"\n")
