@@ -42,16 +42,15 @@ from engine.lock import RunLock
 from engine.logread import truncate_torn_tail
 from engine.pidfile import remove_pidfile, write_pidfile
 from engine.runlog import RunLog, read_log
-from engine.pruning import apply_masks, current_masks
+from engine.pruning import ACTIVATION_CRITERIA, apply_masks, current_masks
 from engine.rewind import RewindTarget, parse_rewind
-from engine.rsst import RSSTRegularizer
+from engine.rsst import RSSTRegularizer, late_ramp_warning, ramp_length
 from engine.schema import durable_key
-from engine.structure import describe
+from engine.structure import vit_structure
 from engine.train import Trainer, amp_dtype, calibration_batches, evaluate, lr_at, make_optimizer
-from engine.transitions import begin_refill_state, hard_cut, prune_step
+from engine.transitions import begin_refill_state, begin_rsst_state, hard_cut, prune_step
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
-ACTIVATION_CRITERIA = ("l1", "l2", "saliency")
 
 
 class Run:
@@ -156,7 +155,7 @@ class Run:
         self.model.to(self.device)
         mean, std = model_mod.normalization(self.model)
         self.data = data_mod.load(cfg, self.device, model_mod.input_size(self.model), mean, std)
-        self.struct = describe(self.model)
+        self.struct = vit_structure(self.model)
         self.amp, warning = amp_dtype(cfg["train"]["amp"], self.device)
         if warning:
             self.warned.add(warning)
@@ -310,14 +309,18 @@ class Run:
         reg = None
         if self.method == "rsst" and rs.target is not None:
             r = self.cfg["rsst"]
-            ramp = self.nb if r["ramp"] == "epoch" else self.nb * self.epochs
-            reg = RSSTRegularizer(self.model, rs.target, schedule=r["schedule"],
-                                  reg_granularity=r["reg_granularity"],
-                                  exponents=r["exponents"], ramp_steps=ramp,
-                                  reg_ceiling=r["reg_ceiling"])
+            params = dict(schedule=r["schedule"], reg_granularity=r["reg_granularity"],
+                          exponents=r["exponents"], reg_ceiling=r["reg_ceiling"])
+            ramp = ramp_length(r["ramp"], self.nb, self.epochs)
+            reg = RSSTRegularizer(self.model, rs.target, ramp_steps=ramp, **params)
             if rs.rsst is not None:
                 reg.load_state_dict(rs.rsst)
                 rs.rsst = None
+            elif rs.epoch == 0 and rs.batch == 0:  # the state begins: is its ramp too late?
+                lrs = [lr_at(t, i, self.nb) for i in range(self.nb * self.epochs)]
+                late = late_ramp_warning(lrs, ramp, steps_per_epoch=self.nb, **params)
+                if late:
+                    self.emit("warning", message=late, state=rs.state)
         self.trainer = Trainer(self.model, optimizer, t, self.device, self.amp, reg)
         self.epoch_loop = EpochLoop(self.trainer, self.data.train, t, self,
                                     checkpoint_seconds=self.cfg["run"]["checkpoint_minutes"]
@@ -438,9 +441,7 @@ class Run:
         elif self.method == "refill":
             begin_refill_state(self.model, result.m_s, rewind)
         else:
-            if rewind is not None:
-                rewind.restore(self.model)
-            self.rs.target = result.m_s
+            self.rs.target = begin_rsst_state(self.model, result.m_s, rewind)
         return event
 
     # ------------------------------------------------------------------ reporting (EpochHost)

@@ -141,14 +141,14 @@ def _dry_run(cfg: dict) -> int:
 
     from engine import data as data_mod
     from engine import model as model_mod
-    from engine.structure import describe
+    from engine.structure import vit_structure
 
     console = Console(highlight=False)
     console.print("# resolved configuration", style="bold")
     console.print(dumps(cfg), markup=False)
     spec = model_mod.model_spec(cfg, data_mod.num_classes(cfg))
     model = model_mod.create(spec)
-    struct = describe(model)
+    struct = vit_structure(model)
     table = Table(title=Text(f"prunable structure of {spec['name']} "
                              f"({sum(p.numel() for p in model.parameters()):,} parameters)"),
                   title_justify="left")
