@@ -40,7 +40,8 @@ from engine.errors import UserError, WriteFailed
 from engine.events import EventLog
 from engine.lock import RunLock
 from engine.logread import truncate_torn_tail
-from engine.pidfile import remove_pidfile, write_pidfile
+from engine.pidfile import (clear_stop_request, read_stop_request, remove_pidfile,
+                            write_pidfile)
 from engine.runlog import RunLog, read_log
 from engine.pruning import ACTIVATION_CRITERIA, apply_masks, current_masks
 from engine.rewind import RewindTarget, parse_rewind
@@ -74,7 +75,9 @@ class Run:
         self.epoch_loop: Optional[EpochLoop] = None
         self.warned: set = set()
         self.last_state_ended: Optional[dict] = None  # for run_ended
-        self.stop_requested = False
+        self._stop = False
+        self._next_poll = 0.0  # when to look for a stop request file next
+        self.stopped_by = ""  # the signal or stop request that stopped the run
         self.exit_note = ""  # one line for the terminal when the run ends badly
         self.t_start = time.time()
         self._phase = "setup"
@@ -119,6 +122,7 @@ class Run:
             raise UserError(f"run {self.run_dir} already completed; nothing to resume")
         self._setup()
         self._take_dir(seq=scan.next_seq)
+        clear_stop_request(self.run_dir)  # asked for while no engine ran: not for this one
         latest = rundir.checkpoint_path(self.run_dir, rundir.LATEST)
         init_path = rundir.checkpoint_path(self.run_dir, rundir.INIT)
         if not init_path.is_file() or not latest.is_file():
@@ -220,17 +224,33 @@ class Run:
                 remove_pidfile(self.run_dir)
             self.lock.release()
 
+    @property
+    def stop_requested(self) -> bool:
+        """A signal arrived, or someone left a stop request file (polled about once a
+        second: ``tuiprune stop`` from another host)."""
+        if not self._stop and self.log is not None and time.monotonic() >= self._next_poll:
+            self._next_poll = time.monotonic() + 1.0
+            who = read_stop_request(self.run_dir)
+            if who:
+                self._request_stop(who)
+        return self._stop
+
+    def _request_stop(self, who: str) -> None:
+        self._stop, self.stopped_by = True, who
+        self._signal_note = (f"{who}: finishing the current batch, then checkpointing and "
+                             f"stopping")
+
     def _on_signal(self, signum, _frame) -> None:
+        name = signal.Signals(signum).name
         if self._phase == "setup":  # nothing to save yet: stop at once
+            self.stopped_by = name
             raise StopRequested
-        if self.stop_requested:  # a second signal: stop now, but never inside a commit
+        if self._stop:  # a second signal: stop now, but never inside a commit
             if self._critical:
                 self._abort_pending = True
                 return
             raise KeyboardInterrupt
-        self.stop_requested = True
-        self._signal_note = (f"{signal.Signals(signum).name} received: finishing the current "
-                             f"batch, then checkpointing and stopping")
+        self._request_stop(f"{name} received")
 
     @contextmanager
     def _critical_section(self):
@@ -283,7 +303,9 @@ class Run:
             sparsity = round(sparsity_report(self.model).sparsity, 4)
         self.emit("run_ended", status=status, best_val_acc=best, final_val_acc=final,
                   test_acc=test, sparsity=sparsity, seconds=time.time() - self.t_start,
-                  message=message)
+                  message=message, stopped_by=self.stopped_by if status == "stopped" else None)
+        if status == "stopped":
+            clear_stop_request(self.run_dir)
 
     def _last_good(self) -> str:
         latest = rundir.checkpoint_path(self.run_dir, rundir.LATEST)
