@@ -22,6 +22,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -105,6 +106,28 @@ def start(ranks: Ranks, device: torch.device, timeout_s: float) -> Optional[str]
 def stop(ranks: Ranks) -> None:
     if ranks.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def agree_run_dir(ranks: Ranks, cfg: dict, run_dir: Optional[Path], resume: bool) -> Path:
+    """The run directory every rank uses: rank 0 names it (a new one unless given) and makes
+    it; then every rank checks that it sees it, so an output directory that is not on a
+    filesystem all nodes share is one clear error instead of ranks writing apart."""
+    from engine.device import resolve_device
+    from engine.rundir import new_run_dir
+
+    device = resolve_device(device_for(ranks, cfg["run"]["device"]))
+    start(ranks, device, cfg["run"]["dist_timeout"])
+    if ranks.main:
+        run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg)
+        if not resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(broadcast_object(str(run_dir) if ranks.main else None, ranks))
+    seen = all_gather_object((run_dir.is_dir(), host(), ranks.rank), ranks)
+    blind = [f"rank {r} on {h}" for ok, h, r in seen if not ok]
+    if blind:
+        raise UserError(f"run directory {run_dir} is not visible from {', '.join(blind[:4])}: "
+                        f"run.output_dir must be on a filesystem that every node shares")
+    return run_dir
 
 
 def broadcast_object(obj: Any, ranks: Ranks) -> Any:
@@ -206,3 +229,46 @@ class ShardedSource:
                 return
             per = len(y) // w
             yield x[r * per:(r + 1) * per], y[r * per:(r + 1) * per]
+
+
+def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:
+    """The model as the training step sees it: DistributedDataParallel in a distributed run.
+    Buffers are not broadcast each step (a ViT has no running statistics, and the masks,
+    which are buffers, are the same on every rank)."""
+    if not ranks.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                   else None, broadcast_buffers=False)
+
+
+def shard_train(source, ranks: Ranks):
+    """The training batches this rank trains on (the source itself in a plain run)."""
+    return ShardedSource(source, ranks) if ranks.distributed else source
+
+
+def shard_eval(source, ranks: Ranks):
+    """This rank's contiguous share of an evaluation split (device-resident data)."""
+    if not ranks.distributed:
+        return source
+    n = source.num_samples
+    lo, hi = ranks.rank * n // ranks.world, (ranks.rank + 1) * n // ranks.world
+    return type(source)(source.images[lo:hi], source.labels[lo:hi], source.batch_size,
+                        train=False, augment=False, preprocess=source.preprocess)
+
+
+def write_digest(ranks: Ranks, state: int, model, masks, target=None) -> None:
+    """With ``TUIPRUNE_RANK_DIGESTS=DIR`` set, every rank appends to ``DIR/rank<r>.jsonl``
+    what it holds as a state begins (hashes of the masks in force and of the RSST target
+    pending, and of the weights, and its pid): a way to check that the ranks agree."""
+    folder = os.environ.get("TUIPRUNE_RANK_DIGESTS")
+    if not folder:
+        return
+    import json
+
+    os.makedirs(folder, exist_ok=True)
+    line = {"state": state, "pid": os.getpid(), "masks": digest(masks or {}),
+            "target": digest(target or {}), "weights": digest(dict(model.state_dict()))}
+    with open(os.path.join(folder, f"rank{ranks.rank}.jsonl"), "a") as f:
+        f.write(json.dumps(line) + "\n")

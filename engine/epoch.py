@@ -20,11 +20,8 @@ import torch
 
 from engine.checkpoint import EpochTally
 from engine.events import Throttle
+from engine.stops import StopRequested
 from engine.train import Trainer, accumulator_dtype, lr_at
-
-
-class StopRequested(Exception):
-    """SIGINT/SIGTERM arrived; the loop checkpointed and unwinds."""
 
 
 class NonFiniteLoss(Exception):

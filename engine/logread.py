@@ -252,3 +252,17 @@ def first_event(path: Path, max_bytes: int = 1 << 20) -> Tuple[Optional[dict], s
     except Malformed as exc:
         return None, f"its first line is not an event ({exc})"
     return (ev, "") if ev is not None else (None, "its first line is an unknown event type")
+
+
+def tail_events(path: Path, max_bytes: int = 1 << 20) -> List[dict]:
+    """The valid events among the last ``max_bytes`` of the log (its last lines, without
+    reading a long log whole); the first, probably cut, line of that window is dropped."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - max_bytes))
+        data = f.read()
+    if size > max_bytes:
+        data = data[data.find(b"\n") + 1:]
+    end = data.rfind(b"\n")
+    return parse_text(data[:end].decode("utf-8", "replace")).events if end >= 0 else []

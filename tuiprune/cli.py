@@ -36,6 +36,9 @@ def run(
                                           "from its latest checkpoint.", metavar="RUN_DIR"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", hidden=True,
                                            help="Write into this (new) run directory."),
+    nproc: Optional[int] = typer.Option(None, "--nproc-per-node", metavar="N",
+                                        help="Train with N processes (GPUs) on this node: "
+                                        "starts torchrun for you."),
 ) -> None:
     """Run a pruning experiment headless (Rich progress on a terminal, plain lines otherwise)."""
     from tuiprune.run_command import run_main, stop_on_signals
@@ -43,7 +46,7 @@ def run(
     stop_on_signals()  # from here on, before torch is even imported, a stop is orderly
 
     raise typer.Exit(run_main(config, overrides=set_, dry_run=dry_run, resume=resume,
-                              run_dir=run_dir))
+                              run_dir=run_dir, nproc=nproc))
 
 
 @app.command()
