@@ -361,7 +361,7 @@ _HANDLERS = {
 def read_log(path: Path) -> RunLog:
     """Fold the log at ``path`` (``events.jsonl``); raises OSError when it cannot be read."""
     log = RunLog(Path(path))
-    for chunk in iter_chunks(Path(path)):
+    for chunk in iter_chunks(Path(path), envelope_only=("batch",)):  # no handler reads them
         log.add_chunk(chunk)
     return log
 

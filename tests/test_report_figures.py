@@ -10,13 +10,17 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from report_helpers import RUNS, copy_run, events, md_table, of, plain
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - 3.10
+    import tomli as tomllib
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
 import synthlog  # noqa: E402

@@ -13,6 +13,7 @@ from tuiprune.report.figures import Figure, Run, new_figure, png_bytes
 
 MAX_MAPS = 8          # heat maps drawn (one per run); the rest are named in a note
 MAX_STATE_LABELS = 12
+MAX_MARKED = 60       # epochs per run up to which each point gets a marker
 NO_SYSTEM = ("no system data in the log (a run from before system events, or "
              "run.system_seconds = 0)")
 
@@ -38,15 +39,16 @@ def _legend(ax, runs: Sequence[Run], extra: Sequence[Tuple[str, dict]] = (), loc
         ax.legend(handles=handles, loc=loc, framealpha=0.85)
 
 
-def _state_labels(ax, log, offsets: dict, per: Optional[int]) -> None:
+def _state_labels(ax, offsets: dict, per: Optional[int]) -> None:
     """``s0``, ``s1``, … along the top of an axis whose x counts epochs over the run."""
     if not per:
         return
     every = max(1, math.ceil(len(offsets) / MAX_STATE_LABELS))
-    for s, off in offsets.items():
-        if s % every == 0:
-            ax.text(off + per / 2 + 0.5, 1.0, f"s{s}", transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=7, color="0.35")
+    shown = [(off + per / 2 + 0.5, f"s{s}") for s, off in offsets.items() if s % every == 0]
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([x for x, _ in shown], [text for _, text in shown], fontsize=7,
+                   color="0.35")
+    top.tick_params(length=0)
 
 
 def accuracy(runs: Sequence[Run]) -> List[Figure]:
@@ -55,8 +57,9 @@ def accuracy(runs: Sequence[Run]) -> List[Figure]:
     if not any(c.x for _, c in curves):
         return [Figure("accuracy", title, note="no finished epoch in the log")]
     fig, ax = new_figure()
+    marked = max(len(c.x) for _, c in curves) <= MAX_MARKED
     for r, c in curves:
-        ax.plot(c.x, floats(c.val), color=r.colour, marker=r.marker, ls="-")
+        ax.plot(c.x, floats(c.val), color=r.colour, marker=r.marker if marked else None)
         ax.plot(c.x, floats(c.train), color=r.colour, ls=":")
         if c.has_test:
             ax.plot(c.x, floats(c.test), color=r.colour, ls="--", lw=1.0)
@@ -68,7 +71,7 @@ def accuracy(runs: Sequence[Run]) -> List[Figure]:
             if after is not None:
                 ax.plot([x], [after], marker="v", color=r.colour, ms=6, ls="none")
     first = runs[0].log
-    _state_labels(ax, first, figdata.state_offsets(first), figdata.epochs_per_state(first))
+    _state_labels(ax, figdata.state_offsets(first), figdata.epochs_per_state(first))
     ax.set(title=title, xlabel="epoch (over the whole run)", ylabel="accuracy (%)")
     styles = [("val", {"color": "0.3", "ls": "-", "marker": "o"}),
               ("train", {"color": "0.3", "ls": ":"})]
