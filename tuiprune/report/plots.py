@@ -210,10 +210,10 @@ def system(runs: Sequence[Run]) -> List[Figure]:
     if not has_util:
         why = next((r.log.system.unavailable for r, _, _ in data if r.log.system.unavailable),
                    "")
-        bottom.text(0.5, 0.5, "no GPU utilisation in the log" + (f"\n({why[:90]})" if why
-                                                                 else ""),
-                    transform=bottom.transAxes, ha="center", va="center", fontsize=7,
-                    color="0.35", wrap=True)
+        note = "no GPU utilisation in the log" + (f"\n({printable(why)[:60]})" if why else "")
+        bottom.text(0.01, 0.97, note, transform=bottom.transAxes, ha="left", va="top",
+                    fontsize=7, color="0.3", bbox={"facecolor": "white", "alpha": 0.85,
+                                                   "edgecolor": "none"})
     _legend(bottom, runs if len(data) > 1 else [],
             [("GPU utilisation", {"color": "0.3"}), ("data wait", {"color": "0.3", "ls": ":"})],
             loc="upper right")
