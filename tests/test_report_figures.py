@@ -315,3 +315,28 @@ def test_without_matplotlib_the_markdown_is_written(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "figures not drawn: matplotlib is not installed" in plain(text)
     assert "## States" in text and not list(tmp_path.glob("*.png"))
+
+
+def test_sampler_events_reach_the_system_figure(tmp_path):
+    """Events of the real sampler, written by the engine's EventLog after a fixture run's
+    events, are read back and drawn (the run loop's call is the integrator's)."""
+    from engine.events import EventLog
+    from engine.system import SystemSampler
+
+    run = copy_run("refill_global", tmp_path, checkpoints=False)
+    last_seq = events(run)[-1]["seq"]
+    log = EventLog(run / "events.jsonl", seq=last_seq + 1)
+    sampler = SystemSampler(10, device="cpu")
+    for i in range(3):
+        sampler.count(images=256, step_seconds=0.5, data_wait_seconds=0.1 * i)
+        log.emit("system", **sampler.sample(state=2, epoch=i))
+    log.close()
+    folded = read_log(run / "events.jsonl")
+    assert folded.malformed == 0 and folded.system.count == 3
+    t, points = figdata.system_curve(folded)
+    assert [p.images_per_s for p in points] == [512.0] * 3
+    assert [p.data_wait for p in points] == pytest.approx([0.0, 0.2, 0.4])
+    assert all(p.rss > 0 and p.gpu_util is None for p in points)
+    assert report_main(run, out=tmp_path / "out") == 0
+    with Image.open(tmp_path / "out" / "system.png") as im:
+        assert im.size == TALL
