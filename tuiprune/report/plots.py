@@ -28,12 +28,14 @@ def floats(values: Sequence[Optional[float]]) -> List[float]:
     return [math.nan if v is None else float(v) for v in values]
 
 
-def _legend(ax, runs: Sequence[Run], extra: Sequence[Tuple[str, dict]] = (), loc="best"):
-    """Run names in their colours (when there are several), then the line styles."""
+def _legend(ax, runs: Sequence[Run], named: Sequence[Run],
+            extra: Sequence[Tuple[str, dict]] = (), loc="best"):
+    """The ``named`` runs in their colours (when the report has several ``runs``), then the
+    line styles."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=r.colour, marker=r.marker, label=label(r))
-               for r in runs] if len(runs) > 1 else []
+               for r in named] if len(runs) > 1 else []
     handles += [Line2D([], [], label=text, **style) for text, style in extra]
     if handles:
         ax.legend(handles=handles, loc=loc, framealpha=0.85)
@@ -80,7 +82,7 @@ def accuracy(runs: Sequence[Run]) -> List[Figure]:
     styles.append(("pruning step", {"color": "0.3", "ls": (0, (4, 3)), "lw": 0.8}))
     if any(c.cuts for _, c in curves):
         styles.append(("hard cut (val after)", {"color": "0.3", "marker": "v", "ls": "none"}))
-    _legend(ax, runs, styles, loc="lower right")
+    _legend(ax, runs, runs, styles, loc="lower right")
     return [Figure("accuracy", title, "Train, val and test accuracy at each epoch's end; "
                    "dashed verticals: pruning steps; ▼: val accuracy right after an RSST "
                    "hard cut (the bar spans before → after).", png_bytes(fig))]
@@ -103,7 +105,7 @@ def accuracy_vs_sparsity(runs: Sequence[Run]) -> List[Figure]:
                             fontsize=7, color=r.colour)
     ax.set(title=title, xlabel="sparsity of the prunable weights (%)",
            ylabel="val accuracy (%)")
-    _legend(ax, runs, loc="lower left")
+    _legend(ax, runs, [r for r, p in points if p], loc="lower left")
     return [Figure("acc_vs_sparsity", title, "One point per state: the val accuracy of the "
                    "model the state ends with (RSST: after its hard cut; Refill: its best "
                    "epoch) at the sparsity it ends with.", png_bytes(fig))]
@@ -166,14 +168,14 @@ def lambda_figure(runs: Sequence[Run]) -> List[Figure]:
     for r, states in curves:
         per = figdata.steps_per_state(r.log)
         for s, xs, ys in states:
-            ax.plot(xs, [y if y > 0 or not positive else math.nan for y in ys],
-                    color=r.colour, lw=1.2)
+            ax.plot(xs, ys, color=r.colour, lw=1.2)
             if per:
                 ax.axvline(s * per, color=r.colour, ls=(0, (4, 3)), lw=0.8, alpha=0.45)
     ax.set_yscale("log" if positive else "symlog", **({} if positive else
                                                      {"linthresh": 1e-8}))
     ax.set(title=title, xlabel="optimizer step (over the run)", ylabel="λ")
-    _legend(ax, runs, [("state start", {"color": "0.3", "ls": (0, (4, 3)), "lw": 0.8})],
+    _legend(ax, runs, [r for r, c in curves if c],
+            [("state start", {"color": "0.3", "ls": (0, (4, 3)), "lw": 0.8})],
             loc="lower right")
     return [Figure("lambda", title, "The RSST regularisation strength λ at each logged "
                    "optimizer step (down-sampled), log scale; dashed verticals: state starts.",
@@ -214,7 +216,7 @@ def system(runs: Sequence[Run]) -> List[Figure]:
         bottom.text(0.01, 0.97, note, transform=bottom.transAxes, ha="left", va="top",
                     fontsize=7, color="0.3", bbox={"facecolor": "white", "alpha": 0.85,
                                                    "edgecolor": "none"})
-    _legend(bottom, runs if len(data) > 1 else [],
+    _legend(bottom, runs, [r for r, _, _ in data],
             [("GPU utilisation", {"color": "0.3"}), ("data wait", {"color": "0.3", "ls": ":"})],
             loc="upper right")
     missing = [label(r) for r in runs if r not in [d[0] for d in data]]
