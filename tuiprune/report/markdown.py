@@ -267,7 +267,8 @@ def render(run: LoggedRun, checks: Sequence[Check], compare: Optional[LoggedRun]
     missing = missing_items(run)
     if missing:
         lines += heading(2, "Missing or incomplete") + bullets(missing) + [""]
-    lines += list(figures) + states(log) + pruning_steps(log) + lambda_section(log) + verification(checks)
+    lines += list(figures) + states(log) + pruning_steps(log) + lambda_section(log)
+    lines += verification(checks)
     lines += export_section(run.exports) + messages(log)
     if compare is not None:
         lines += comparison(run, compare)
