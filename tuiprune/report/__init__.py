@@ -5,7 +5,7 @@ The experiment report, in Markdown (or one self-contained HTML file), from the e
 pruning step with the most and least pruned layers, the RSST λ summary, verification rows
 computed from the data, the export results when the run directory holds any, and what the log
 lacks. A sweep directory gets one comparison report of all its members. The report is printed
-to the terminal with Rich too.
+too: rendered with Rich on a terminal, as Markdown when redirected.
 
 - :mod:`.log` reads the run (the fold is ``engine.runlog``),
 - :mod:`.checks` and :mod:`.weight_checks` compute the verification rows (one function each;
@@ -95,7 +95,11 @@ def report_main(target: Path, compare: Optional[Path] = None, out: Optional[Path
     from rich.text import Text
 
     console = Console(highlight=False)
-    console.print(Markdown(text, hyperlinks=False))
+    if console.is_terminal:
+        console.print(Markdown(text, hyperlinks=False))
+    else:  # redirected: the Markdown itself (already made printable by .mdtext)
+        sys.stdout.write(text)
+        sys.stdout.flush()
     if missing:
         print(printable(missing), file=sys.stderr)
     if written:
