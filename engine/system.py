@@ -246,7 +246,10 @@ class SystemSampler:
     def sample(self, state: Optional[int], epoch: Optional[int],
                ranks: Optional[Iterable[dict]] = None) -> dict:
         """The ``system`` event's fields now, covering the time since the last sample; the
-        interval starts again. ``ranks``: the other ranks' :meth:`process_sample` (rank 0)."""
+        interval starts again. ``images_per_s``: the images counted per second of step time
+        (per second of the interval when no step time was counted); ``data_wait``: the wait
+        seconds' share of the step seconds. Both are absent when nothing was counted.
+        ``ranks``: the other ranks' :meth:`process_sample` (rank 0 of a distributed run)."""
         now = self.clock()
         interval = max(now - self._since, 0.0)
         images_per_s = data_wait = None
