@@ -97,6 +97,9 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
                             "run fails (a dead or hung rank)", low=1, high=86_400),
         "checkpoint_minutes": Key(NUMBER, 10.0, "also checkpoint inside an epoch this often "
                                   "(0: only at epoch ends)", low=0, high=1e6),
+        "system_seconds": Key(NUMBER, 10.0, "write a `system` event (CPU, memory, GPU, "
+                              "images/s, data wait) this often and at each epoch end (0: off)",
+                              low=0, high=1e6),
     },
     "model": {
         "name": Key((str,), "vit_small_patch16_224", "timm model name"),

@@ -91,15 +91,22 @@ def export(
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="The run directory to report on."),
+    run_dir: Path = typer.Argument(..., help="The run directory (or a sweep directory: one "
+                                   "comparison of all its members) to report on.",
+                                   metavar="RUN_DIR|SWEEP_DIR"),
     compare: Optional[Path] = typer.Option(None, "--compare", help="A second run to set "
                                            "beside it.", metavar="OTHER_RUN_DIR"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the Markdown report here."),
+    out: Optional[Path] = typer.Option(None, "--out", help="A folder (report.md and PNG "
+                                       "figures in it) or a file (FILE.md with the figures "
+                                       "beside it, FILE.html).", metavar="DIR|FILE"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="md (default) or html: one "
+                                      "self-contained page, figures inlined.",
+                                      metavar="md|html"),
 ) -> None:
-    """Write the experiment report (Markdown) and print it."""
+    """Write the experiment report (Markdown or HTML, with figures) and print it."""
     from tuiprune.report import report_main
 
-    raise typer.Exit(report_main(run_dir, compare=compare, out=out))
+    raise typer.Exit(report_main(run_dir, compare=compare, out=out, fmt=fmt))
 
 
 @app.command()
