@@ -193,4 +193,4 @@ def describe_grid(grid: Dict[str, List[Any]], parallel: Optional[int] = None) ->
     """``4 runs: prune.method (2) × prune.sorting (2)``."""
     axes = " × ".join(f"{k} ({len(v)})" for k, v in grid.items())
     at_once = f", {parallel} at a time" if parallel else ""
-    return f"{grid_size(grid)} runs: {axes}{at_once}"
+    return f"{grid_size(grid):,} runs: {axes}{at_once}"

@@ -77,29 +77,32 @@ def visible_gpus() -> List[str]:
 
 def plan_slots(devices: Iterable[str], parallel: int) -> Slots:
     """The slots for members whose ``run.device`` values are ``devices``; a UserError when
-    ``parallel`` does not fit the machine."""
-    if parallel <= 1:
-        return Slots()
+    ``parallel`` does not fit the machine (more members at once than GPUs, or a CUDA device
+    where none is visible)."""
     devices = set(devices)
+    explicit = {d for d in devices if d.startswith("cuda")}
+    if parallel <= 1 and not explicit:
+        return Slots()
     threads = None if "OMP_NUM_THREADS" in os.environ else max(1, cpu_cores() // parallel)
-    cuda_like = {d for d in devices if d == "auto" or d.startswith("cuda")}
-    if not cuda_like:
+    if not explicit and "auto" not in devices:
         return Slots(parallel, [], threads)
-    pinned = sorted(d for d in cuda_like if d.startswith("cuda:") and d != "cuda:0")
-    if pinned:
+    pinned = sorted(d for d in explicit if d != "cuda" and d != "cuda:0")
+    if pinned and parallel > 1:
         raise UserError(f"--parallel {parallel}: run.device = {pinned[0]!r} pins every member "
                         f"to one GPU; use run.device = 'cuda' or 'auto' and each member gets "
                         f"a GPU of its own")
     gpus = visible_gpus()
     shown = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
-    if not gpus:
-        if cuda_like == {"auto"}:
-            return Slots(parallel, [], threads)  # auto means CPU here
-        raise UserError(f"--parallel {parallel}: run.device is CUDA but no CUDA GPU is visible "
+    if not gpus and explicit:
+        raise UserError(f"run.device = {sorted(explicit)[0]!r} but no CUDA GPU is visible "
                         f"here (CUDA_VISIBLE_DEVICES={shown}); use run.device = 'cpu' or "
                         f"'auto'")
+    if not gpus:  # auto means CPU here
+        return Slots(parallel, [], threads)
     if parallel > len(gpus):
         raise UserError(f"--parallel {parallel} is more than the {len(gpus)} CUDA GPU(s) visible "
                         f"here (CUDA_VISIBLE_DEVICES={shown}); use --parallel {len(gpus)}: "
                         f"one GPU per member")
+    if parallel <= 1:
+        return Slots()
     return Slots(parallel, gpus[:parallel], threads)
