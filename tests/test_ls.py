@@ -235,3 +235,17 @@ def test_ls_bad_and_empty_directories(tmp_path):
     assert tuiprune("ls", str(tmp_path / "afile"), cwd=tmp_path).returncode == 2
     default = tuiprune("ls", cwd=tmp_path)  # no runs/ here
     assert default.returncode == 0 and "no runs in runs" in default.stdout
+
+
+def test_narrow_terminals_leave_out_the_least_needed_columns():
+    from tuiprune.ls_command import COLUMNS, fitting_columns
+
+    widths = {"name": 10, "values": 30, "method": 6, "sorting": 10, "criterion": 9,
+              "status": 9, "state": 5, "best val": 8, "sparsity": 8, "img/s": 5, "started": 19}
+    # all 11: 89 cells of fixed columns + 16 of values (they fold) + 3 per column = 138
+    assert fitting_columns(widths, 138) == list(COLUMNS)
+    without = lambda *cols: [c for c in COLUMNS if c not in cols]  # noqa: E731
+    assert fitting_columns(widths, 137) == without("criterion")           # needs 126
+    assert fitting_columns(widths, 125) == without("criterion", "started")  # needs 104
+    assert fitting_columns(widths, 95) == without("criterion", "started", "img/s", "values")
+    assert fitting_columns(widths, 50) == ["name", "status", "state", "best val", "sparsity"]

@@ -31,6 +31,8 @@ RIGHT = {"state", "best val", "sparsity", "img/s"}
 STATUS_STYLE = {"live": "bold cyan", "completed": "green", "stopped": "yellow",
                 "failed": "bold red", "lost": "red", "pending": "dim"}
 ENDED_BADLY = ("failed", "lost", "stopped")
+DROP_ORDER = ("criterion", "started", "img/s", "values", "sorting", "method")
+VALUES_MIN = 16
 
 
 def ls_main(directory: Optional[Path], as_json: bool = False,
@@ -80,25 +82,43 @@ def values_text(values: Dict[str, Any]) -> str:
 
 
 def render(rows: List[RunRow], stream: TextIO, prefix_sweep: bool = True) -> None:
-    """The table: Rich on a terminal, plain aligned columns otherwise."""
-    tty = stream.isatty()
-    table = Table(box=box.SIMPLE_HEAD if tty else None, show_edge=tty, pad_edge=False,
-                  header_style="bold" if tty else "")
-    for col in COLUMNS:
-        table.add_column(col, justify="right" if col in RIGHT else "left",
-                         no_wrap=not tty, overflow="fold")
-    for row in rows:
-        text = cells(row, prefix_sweep)
-        table.add_row(*(Text(text[c], style=STATUS_STYLE.get(text[c], "") if c == "status"
-                             else "") for c in COLUMNS))
-    console = Console(file=stream, force_terminal=tty, no_color=not tty, highlight=False,
-                      width=None if tty else 100_000)
-    if tty:
-        console.print(table)
+    """The table: Rich on a terminal (leaving out the least needed columns when it is too
+    narrow), plain aligned columns otherwise."""
+    table = [cells(row, prefix_sweep) for row in rows]
+    widths = {c: max([len(c)] + [len(t[c]) for t in table]) for c in COLUMNS}
+    if not stream.isatty():
+        for line in [dict(zip(COLUMNS, COLUMNS))] + table:
+            stream.write("  ".join(line[c].rjust(widths[c]) if c in RIGHT else
+                                   line[c].ljust(widths[c]) for c in COLUMNS).rstrip() + "\n")
         return
-    with console.capture() as captured:
-        console.print(table)
-    stream.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
+    console = Console(file=stream, highlight=False)
+    shown = fitting_columns(widths, console.width)
+    rich_table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
+    for col in shown:  # only the values fold; the rest keep their width
+        rich_table.add_column(col, justify="right" if col in RIGHT else "left",
+                              no_wrap=col != "values", overflow="fold",
+                              min_width=None if col == "values" else widths[col])
+    for text in table:
+        rich_table.add_row(*(Text(text[c], style=STATUS_STYLE.get(text[c], "") if c == "status"
+                                  else "") for c in shown))
+    console.print(rich_table)
+    left_out = [c for c in COLUMNS if c not in shown]
+    if left_out:
+        console.print(f"(left out to fit the terminal: {', '.join(left_out)}; a wider one or "
+                      f"--json shows them)", style="dim", highlight=False)
+
+
+def fitting_columns(widths: Dict[str, int], width: int) -> List[str]:
+    """The columns that fit ``width`` cells, dropping :data:`DROP_ORDER` as needed (the
+    values column counts with at most :data:`VALUES_MIN` cells: it folds)."""
+    shown = list(COLUMNS)
+    for col in DROP_ORDER:
+        need = sum(min(widths[c], VALUES_MIN) if c == "values" else widths[c]
+                   for c in shown) + 3 * len(shown)
+        if need <= width:
+            break
+        shown.remove(col)
+    return shown
 
 
 def summary_lines(rows: List[RunRow]) -> List[str]:
