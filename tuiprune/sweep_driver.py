@@ -23,9 +23,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, TextIO
+from typing import Dict, List, Optional, TextIO, Tuple
 
 from engine.config import dumps, resolve
+from engine.errors import UserError
 from engine.lock import RunLock
 from engine.pidfile import (engine_alive, read_pidfile, remove_pidfile, request_stop,
                             write_pidfile)
@@ -153,28 +154,35 @@ class Driver:
         return next(i for i in range(self.slots.count + len(taken) + 1) if i not in taken)
 
     def _start(self, member: Member) -> None:
-        run_dir = member.run_dir
-        fresh = not (run_dir / CONFIG_FILE).is_file()
-        if fresh:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            cfg = resolve(member_config(self.sweep.base, member.values))
-            (run_dir / CONFIG_FILE).write_text(dumps(cfg))
-            args = ["run", str(run_dir / CONFIG_FILE), "--run-dir", str(run_dir)]
-        else:
-            args = ["run", "--resume", str(run_dir)]
         slot = self._free_slot()
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.slots.env(slot))
-        with open(run_dir / ENGINE_LOG, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "tuiprune", *args],
-                                    stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    close_fds=True, env=env)
+        try:
+            args, fresh = self._command(member)
+            with open(member.run_dir / ENGINE_LOG, "ab") as log:
+                proc = subprocess.Popen([sys.executable, "-m", "tuiprune", *args],
+                                        stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        close_fds=True, env=env)
+        except (OSError, UserError) as exc:  # disk full, a config edited into nonsense
+            self.say(f"{member.name}: could not start: {exc}")
+            return
         if fresh:  # a resume checks that no engine runs its directory: it writes its own
-            write_pidfile(run_dir, proc.pid)
+            write_pidfile(member.run_dir, proc.pid)
         self.running[member.name] = Running(member, slot, proc.pid, proc, since=time.time())
         where = self.slots.describe(slot)
         self.say(f"{member.name}: {'started' if fresh else 'resuming'} (pid {proc.pid}"
                  f"{', ' + where if where else ''})")
+
+    def _command(self, member: Member) -> Tuple[List[str], bool]:
+        """``tuiprune`` arguments that run the member, and whether it starts afresh (its
+        ``config.toml``, the base config with its values, is written first)."""
+        run_dir = member.run_dir
+        if (run_dir / CONFIG_FILE).is_file():
+            return ["run", "--resume", str(run_dir)], False
+        cfg = resolve(member_config(self.sweep.base, member.values))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(dumps(cfg))
+        return ["run", str(run_dir / CONFIG_FILE), "--run-dir", str(run_dir)], True
 
     def _pass_on_stop(self) -> None:
         """One SIGTERM per signal the driver got, to each running member once it can take
