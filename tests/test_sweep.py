@@ -172,6 +172,39 @@ def test_stop_sweep_dir_stops_every_member(tmp_path):
     assert again.returncode == 2 and "nothing of the sweep" in again.stderr
 
 
+@pytest.mark.slow
+def test_a_new_driver_adopts_a_running_member_and_stops_it(tmp_path):
+    """The driver is killed (kill -9); its running member goes on. ``sweep --resume`` waits for
+    that member instead of starting a second writer, and passes a stop on to it."""
+    out = tmp_path / "out"
+    started = tuiprune("sweep", "demo", "--grid", "prune.sorting=global",
+                       *sets(f"run.output_dir='{out}'", "train.epochs=200"), cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    sweep_dir = the_sweep(out)
+    member = sweep_dir / "refill_global"
+    wait_until(lambda: has_event(member, "epoch_started"), what="the first member to train")
+    os.kill(read_pidfile(sweep_dir)["pid"], signal.SIGKILL)
+    wait_until(lambda: not engine_alive(sweep_dir), what="the driver to die")
+    assert ls_rows(sweep_dir, tmp_path)["refill_global"]["status"] == "live"
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    driver = subprocess.Popen([sys.executable, "-m", "tuiprune", "sweep", "--resume",
+                               str(sweep_dir), "--foreground"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: engine_alive(sweep_dir), what="the new driver")
+        assert tuiprune("stop", str(sweep_dir), cwd=tmp_path).returncode == 0
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        driver.kill()
+    assert driver.returncode == 3, output
+    assert "refill_global: already running" in output
+    rows = ls_rows(sweep_dir, tmp_path)
+    assert rows["refill_global"]["status"] == "stopped"
+    assert rows["rsst_global"]["status"] == "pending"  # the stop came before it started
+    assert len(of(events(member), "run_started")) == 1  # never a second writer
+
+
 # ----------------------------------------------------------------------------- bad input
 def _values(n: int, start: int = 0) -> str:
     return ",".join(str(start + i) for i in range(n))

@@ -87,8 +87,8 @@ class Driver:
     # ------------------------------------------------------------------ the whole sweep
     def run(self) -> int:
         lock = RunLock(self.sweep.path).acquire()  # one driver per sweep
-        write_pidfile(self.sweep.path)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        write_pidfile(self.sweep.path)  # `tuiprune stop` finds it only once it can take it
         try:
             self._loop(self._todo())
         finally:
