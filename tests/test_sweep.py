@@ -319,3 +319,16 @@ def test_slots_split_the_cores_and_give_each_a_gpu():
     assert [slots.env(i)["CUDA_VISIBLE_DEVICES"] for i in range(3)] == ["4", "5", "6"]
     assert slots.env(1)["OMP_NUM_THREADS"] == "2"
     assert Slots().env(0) == {}
+
+
+def test_a_sweep_file_naming_a_member_outside_the_sweep_is_refused(tmp_path):
+    sweep_dir = tmp_path / "evil-sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / SWEEP_FILE).write_text(
+        '[sweep]\nname = "evil"\n[grid]\n"prune.method" = ["rsst"]\n[base.run]\nname = "x"\n'
+        '[members."../../outside"]\n"prune.method" = "rsst"\n')
+    for args in (["ls", str(sweep_dir)], ["sweep", "--resume", str(sweep_dir), "--foreground"]):
+        done = tuiprune(*args, cwd=tmp_path)
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert "not a plain directory name" in done.stderr
+    assert not (tmp_path / "outside").exists()
