@@ -65,7 +65,7 @@ def cells(row: RunRow, prefix_sweep: bool = True) -> Dict[str, str]:
             "method": printable(row.method or NO_VALUE, newlines=False),
             "sorting": printable(row.sorting or NO_VALUE, newlines=False),
             "criterion": printable(row.criterion or NO_VALUE, newlines=False),
-            "status": row.status, "state": state, "best val": pct(row.best_val_acc),
+            "status": printable(row.status, newlines=False), "state": state, "best val": pct(row.best_val_acc),
             "sparsity": pct(row.final_sparsity), "img/s": count(row.images_per_s),
             "started": when(row.started)}
 
@@ -124,11 +124,13 @@ def fitting_columns(widths: Dict[str, int], width: int) -> List[str]:
 def summary_lines(rows: List[RunRow]) -> List[str]:
     """``4 runs: 3 completed, 1 failed`` and one line per run that ended badly, saying why."""
     counts = Counter(r.status for r in rows)
-    tally = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    order = [*STATUSES, *sorted(set(counts) - set(STATUSES))]  # a newer writer's statuses
+    tally = ", ".join(f"{counts[s]} {printable(s, newlines=False)}" for s in order
+                      if counts[s])
     lines = [f"{len(rows)} run{'s' if len(rows) != 1 else ''}: {tally}"]
     for row in rows:
         if row.status in ENDED_BADLY:
-            lines.append(f"  {printable(row.name, newlines=False)} {row.status}: "
+            lines.append(f"  {printable(row.name, newlines=False)} {printable(row.status)}: "
                          f"{printable(why(row), newlines=False)}")
     return lines
 
