@@ -110,10 +110,53 @@ def report(
 
 
 @app.command()
-def stop(
-    run_dir: Path = typer.Argument(..., help="The run directory whose engine should stop."),
+def sweep(
+    config: Optional[Path] = typer.Argument(
+        None, help="A config file with a \\[sweep.grid] table (or give --grid), or `demo`; omit "
+        "with --resume."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Applies to every member.",
+                                   metavar="KEY=VALUE"),
+    grid: List[str] = typer.Option([], "--grid", metavar="KEY=V1,V2", help="Vary a config "
+                                   "key over values, e.g. --grid prune.method=refill,rsst "
+                                   "(repeatable; every combination runs)."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", min=1, metavar="N",
+                                           help="Run N members at once: one GPU each on "
+                                           "CUDA, the CPU cores split on CPU (default 1)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the grid, print the members, "
+                                 "start nothing."),
+    yes: bool = typer.Option(False, "--yes", help="Allow a grid of more than 256 runs."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR",
+                                          help="Finish a sweep: skip completed members, "
+                                          "resume stopped or killed ones, start the rest."),
+    foreground: bool = typer.Option(False, "--foreground", help="Drive the sweep in this "
+                                    "process (default: in the background, like watch)."),
 ) -> None:
-    """Ask a running engine to checkpoint and stop (it ends with status ``stopped``)."""
+    """Run every combination of a grid, each an ordinary run, under one sweep directory."""
+    from tuiprune.sweep_command import sweep_main
+
+    raise typer.Exit(sweep_main(config, set_, grid, parallel=parallel, dry_run=dry_run,
+                                yes=yes, resume=resume, foreground=foreground))
+
+
+@app.command(name="ls")
+def ls_(
+    directory: Optional[Path] = typer.Argument(
+        None, help="An output directory (default: runs), a sweep directory or a run "
+        "directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """List runs: status, progress and results (a table; plain text when redirected)."""
+    from tuiprune.ls_command import ls_main
+
+    raise typer.Exit(ls_main(directory, as_json=as_json))
+
+
+@app.command()
+def stop(
+    run_dir: Path = typer.Argument(..., help="The run directory whose engine should stop, or "
+                                   "a sweep directory (stops every member)."),
+) -> None:
+    """Ask a running engine (or a sweep) to checkpoint and stop (status ``stopped``)."""
     from tuiprune.stop_command import stop_main
 
     raise typer.Exit(stop_main(run_dir))
