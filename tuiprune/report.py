@@ -121,7 +121,7 @@ class Run:
 
 def read_run(run_dir: Path) -> Run:
     """Read ``RUN_DIR/events.jsonl`` (a torn last line and unreadable lines are counted)."""
-    from tuiprune.eventlog import iter_batches
+    from engine.logread import iter_chunks
 
     run_dir = Path(run_dir)
     log = run_dir / LOG_NAME if run_dir.is_dir() else run_dir
@@ -137,8 +137,8 @@ def read_run(run_dir: Path) -> Run:
             f.seek(-1, 2)
             run.torn_tail = f.read(1) != b"\n"
     last_seq = None
-    for batch in iter_batches(log):
-        run.bad_lines += batch.bad_lines
+    for batch in iter_chunks(log):
+        run.bad_lines += batch.malformed + batch.torn
         for ev in batch.events:
             run.events += 1
             seq = ev.get("seq")

@@ -1,4 +1,9 @@
-"""The base of the dashboard's widgets: render text lines from the context's view model."""
+"""The base of the dashboard's widgets: render text lines from the context's view model, and
+redraw only when what they draw may have changed.
+
+Everything a widget draws is a Rich ``Text`` built from strings the reducer made printable;
+no widget builds console markup from data (a ``[`` in a run name is just a character).
+"""
 
 from __future__ import annotations
 
@@ -15,25 +20,39 @@ def join(lines: List[Text]) -> Text:
 
 
 class ViewWidget(Widget):
-    """Draws ``lines(width, height)``; :meth:`sync` is called after the view changed."""
+    """Draws ``lines(width, height)`` under the border title ``title()``.
+
+    :meth:`sync` is called whenever the view model may have changed; it redraws only when
+    :meth:`change_key` differs from the last drawn one (the reducer's change counters for the
+    part of the view this widget shows, and the screen state it depends on)."""
 
     def __init__(self, ctx: Context, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ctx = ctx
         self._drawn_key: Optional[Hashable] = None
+        self.redraws = 0  # how often sync() asked for a redraw (tests, the cost benchmark)
 
-    def change_key(self) -> Optional[Hashable]:
-        """A value that changes whenever what this widget draws may change; None: always
-        redraw. Lets costly widgets skip redraws while the run only moves batches along."""
+    def change_key(self) -> Hashable:
+        """A value that changes whenever what this widget draws may change."""
+        raise NotImplementedError
+
+    def title(self) -> Optional[Text]:
+        """The border title, or None for a widget without one."""
         return None
 
-    def sync(self) -> None:
-        """Update titles and schedule a redraw (when something this widget shows changed)."""
+    def sync(self, force: bool = False) -> bool:
+        """Redraw when something this widget shows changed (``force``: anyway, e.g. after a
+        resize). True when a redraw was asked for."""
         key = self.change_key()
-        if key is not None and key == self._drawn_key:
-            return
+        if not force and key == self._drawn_key:
+            return False
         self._drawn_key = key
+        title = self.title()
+        if title is not None:
+            set_title(self, title, self.ctx.glyphs.ellipsis)
+        self.redraws += 1
         self.refresh(layout=self.styles.height is not None and self.styles.height.is_auto)
+        return True
 
     def lines(self, width: int, height: int) -> List[Text]:
         raise NotImplementedError
@@ -65,9 +84,12 @@ def spread(left: Text, right: Text, width: int, ellipsis: str) -> Text:
     return line
 
 
-def set_title(widget: Widget, title: str, ellipsis: str) -> None:
-    """Set a border title cut to the widget's width (Textual would cut it with '…')."""
+def set_title(widget: Widget, title: Text, ellipsis: str) -> None:
+    """Set a border title (a ``Text``: never parsed as markup) cut to the widget's width
+    (Textual would cut it with '…'); nothing is redrawn when it did not change."""
     room = widget.outer_size.width - 6
-    if 0 < room < len(title):
-        title = title[:max(0, room - len(ellipsis))] + ellipsis
-    widget.border_title = title
+    if room > 0:
+        title = clip(title, room, ellipsis)
+    if getattr(widget, "_shown_title", None) != title:
+        widget._shown_title = title
+        widget.border_title = title

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Hashable, List, Optional, Tuple
 
 from rich.text import Text
 from textual.containers import VerticalScroll
 
-from tuiprune.dashboard import fmt
+from tuiprune import format as fmt
 from tuiprune.dashboard.charts import bar, segmented_bar
 from tuiprune.dashboard.context import Context
 from tuiprune.dashboard.viewmodel import LayerRow, RunView, Structure
@@ -47,10 +47,9 @@ def _frac(value: Optional[float]) -> Optional[float]:
 class SparsityRows(ViewWidget):
     """One row per transformer block."""
 
-    def change_key(self):
-        view = self.ctx.view
-        structure, caption = structure_for(view, self.ctx.selected)
-        return id(view), id(structure), caption
+    def change_key(self) -> Hashable:
+        changes = self.ctx.view.changes
+        return changes.structure, changes.states, changes.run, self.ctx.selected
 
     def row(self, layer: LayerRow, attn_w: int, mlp_w: int) -> Text:
         g = self.ctx.glyphs
@@ -63,11 +62,11 @@ class SparsityRows(ViewWidget):
                                            ATTN_STYLE))
         else:
             text.append_text(bar(_frac(layer.attn_sparsity), attn_w, g, ATTN_STYLE))
-        text.append(f" {fmt.pct(layer.attn_sparsity):>6} ")
+        text.append(f" {fmt.pct(layer.attn_sparsity, 1):>6} ")
         text.append(fmt.ratio(layer.heads_kept, layer.heads_total).rjust(5), style="dim")
         text.append("  mlp ")
         text.append_text(bar(_frac(layer.mlp_sparsity), mlp_w, g, MLP_STYLE))
-        text.append(f" {fmt.pct(layer.mlp_sparsity):>6} ")
+        text.append(f" {fmt.pct(layer.mlp_sparsity, 1):>6} ")
         text.append(fmt.ratio(layer.neurons_kept, layer.neurons_total).rjust(9), style="dim")
         return text
 
@@ -82,9 +81,10 @@ class SparsityRows(ViewWidget):
                     f"{g.sep}bars: share pruned", style="dim", no_wrap=True)
         out = [clip(head, width, g.ellipsis)]
         rest = max(2, width - 47)
-        heads = max((layer.heads_total or 0) for layer in structure.layers) if structure.layers else 0
-        attn_w = max(heads, rest // 3)
-        if heads:
+        heads = max((layer.heads_total or 0 for layer in structure.layers), default=0)
+        attn_w = rest // 3
+        if 0 < heads <= rest // 2:  # one segment per head; more heads than cells: a plain bar
+            attn_w = max(heads, attn_w)
             attn_w -= attn_w % heads
         mlp_w = max(2, rest - attn_w)
         out += [clip(self.row(layer, attn_w, mlp_w), width, g.ellipsis)
@@ -106,13 +106,15 @@ class SparsityPanel(VerticalScroll, inherit_bindings=False):
     def compose(self):
         yield self.rows
 
-    def sync(self) -> None:
+    def sync(self, force: bool = False) -> bool:
+        if not self.rows.sync(force):
+            return False
         view, g = self.ctx.view, self.ctx.glyphs
         structure, caption = structure_for(view, self.ctx.selected)
         title = "Sparsity"
         if structure is not None:
-            title = (f"Sparsity {caption}{g.sep}overall {fmt.pct(structure.sparsity, 2)} "
+            title = (f"Sparsity {caption}{g.sep}overall {fmt.pct(structure.sparsity)} "
                      f"({fmt.count(structure.zeros)} / {fmt.count(structure.total)} zeros)")
-        set_title(self, title, g.ellipsis)
+        set_title(self, Text(title), g.ellipsis)
         self.wanted_height = 3 + (len(structure.layers) if structure is not None else 0)
-        self.rows.sync()
+        return True

@@ -1,43 +1,56 @@
-"""Helpers for the dashboard tests: fixture runs, screen text, waiting for a replay."""
+"""Helpers for the dashboard tests: fixture runs, validated events, screen text, waiting."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import sys
+import re
 import time
 from pathlib import Path
-from typing import List
+from typing import Iterable, List
 
 from rich.console import Console
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path.insert(0, str(HERE))
+from engine.logread import iter_events
+from engine.schema import validate
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Run directories written by the real engine (tests/fixtures/make_fixtures.py).
 FIXTURE_RUNS = ROOT / "tests" / "fixtures" / "runs"
-REFILL, RSST, FAILED = (FIXTURE_RUNS / name for name in
-                        ("refill_global", "rsst_global", "failed_nan"))
+REFILL, RSST, FAILED, LOST = (FIXTURE_RUNS / name for name in
+                              ("refill_global", "rsst_global", "failed_nan", "lost_killed"))
 
-# Log-pane timestamps are local time: pin the zone so snapshots do not depend on the machine.
-os.environ["TZ"] = "UTC"
-time.tzset()
+# Raw bytes a terminal would act on: C0 controls but \t and \n, DEL, and C1 controls.
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def pin_time_zone() -> None:
+    """Log-pane timestamps are local time: pin the zone so snapshots do not depend on the
+    machine."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
 
 
 def events_of(run_dir: Path) -> List[dict]:
-    out = []
-    for line in (run_dir / "events.jsonl").read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
+    """The log's lines as plain JSON (independent of the reader under test)."""
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
 def last_of(run_dir: Path, kind: str) -> dict:
     return [e for e in events_of(run_dir) if e["event"] == kind][-1]
+
+
+def validated(events: Iterable[dict]) -> List[dict]:
+    """Copies of ``events`` as a reader gets them (schema-checked, absent fields None;
+    events of unknown types left out)."""
+    checked = (validate(dict(e)) for e in events)
+    return [e for e in checked if e is not None]
+
+
+def read_validated(log: Path) -> List[dict]:
+    return list(iter_events(log))
 
 
 def screen_text(app) -> str:
