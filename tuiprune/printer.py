@@ -29,6 +29,7 @@ from engine.schema import Malformed, validate
 from tuiprune import format as fmt
 
 Event = Dict[str, Any]
+MAX_TABLE_ROWS = 200  # blocks listed per pruning step (real ViTs have a few dozen)
 
 
 def _v(value: Any) -> str:
@@ -45,11 +46,14 @@ def sparsity_table(ev: Event, title: str) -> Table:
     table = Table(title=Text(title), title_justify="left")
     for col in ("block", "attn sparsity", "heads kept", "mlp sparsity", "neurons kept"):
         table.add_column(col, justify="right")
-    for row in ev["layers"] or ():
+    layers = ev["layers"] or []
+    for row in layers[:MAX_TABLE_ROWS]:
         table.add_row(*_cells(str(row["block"]), fmt.pct(row["attn_sparsity"]),
                               fmt.ratio(row["heads_kept"], row["heads_total"]),
                               fmt.pct(row["mlp_sparsity"]),
                               fmt.ratio(row["neurons_kept"], row["neurons_total"])))
+    if len(layers) > MAX_TABLE_ROWS:
+        table.add_row(Text(f"... {fmt.plural(len(layers) - MAX_TABLE_ROWS, 'more block')}"))
     return table
 
 

@@ -22,8 +22,9 @@ FIXTURE_RUNS = ROOT / "tests" / "fixtures" / "runs"
 REFILL, RSST, FAILED, LOST = (FIXTURE_RUNS / name for name in
                               ("refill_global", "rsst_global", "failed_nan", "lost_killed"))
 
-# Raw bytes a terminal would act on: C0 controls but \t and \n, DEL, and C1 controls.
-UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What a terminal would act on (C0 controls but \t and \n, DEL, C1 controls), or that cannot
+# be written to it (lone surrogates), or that reorders what a reader sees (bidi overrides).
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 
 
 def pin_time_zone() -> None:

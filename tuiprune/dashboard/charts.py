@@ -101,8 +101,12 @@ def line_chart(lines: Sequence[Line], width: int, height: int, g: Glyphs, *,
     if cols < 4:
         return [Text("no room for the chart", style="dim")]
     sub = (2, 4) if g.braille else (1, 1)
-    grids = _raster(lines, cols, rows, sub, xr, yr)
+    cells: Dict[Tuple[int, int], Tuple[str, str]] = {}  # a later line draws over an earlier
+    for line, grid in zip(lines, _raster(lines, cols, rows, sub, xr, yr)):
+        for key, bits in grid.items():
+            cells[key] = (chr(0x2800 + bits) if g.braille else line.mark, line.style)
     step_cols = {(_scale(x, xr[0], xr[1], cols * sub[0] - 1) or 0) // sub[0] for x in steps}
+    blank = (" ", "")
     out = []
     for r in range(rows):
         text = Text(no_wrap=True, overflow="crop")
@@ -112,12 +116,7 @@ def line_chart(lines: Sequence[Line], width: int, height: int, g: Glyphs, *,
         run: List[str] = []
         run_style = ""
         for c in range(cols):
-            char, style = " ", ""
-            for line, grid in zip(lines, grids):
-                bits = grid.get((c, r))
-                if bits:
-                    char = chr(0x2800 + bits) if g.braille else line.mark
-                    style = line.style
+            char, style = cells.get((c, r), blank)
             if char == " " and c in step_cols:
                 char, style = g.step_mark, "dim"
             if style != run_style and run:

@@ -86,8 +86,17 @@ class LogPane(Vertical):
         if not force and key == self._shown:
             return False
         self._shown = key
+        set_title(self, self.title(), self.ctx.glyphs.ellipsis)
+        scroller = self.query_one(LogView)
+        following = scroller.scroll_offset.y >= scroller.max_scroll_y - 1
+        self.body.update(Text("\n").join(self.body_lines()))
+        if following:
+            self.show_newest()
+        return True
+
+    def body_lines(self) -> List[Text]:
+        """The malformed-line count, then the entries that match the filter."""
         view, g = self.ctx.view, self.ctx.glyphs
-        set_title(self, self.title(), g.ellipsis)
         lines: List[Text] = []
         if view.malformed:
             first = f" (first: {view.problems[0]})" if view.problems else ""
@@ -97,12 +106,7 @@ class LogPane(Vertical):
         if not lines:
             lines.append(Text("nothing matches" if self.filter else "nothing logged yet",
                               style="dim"))
-        scroller = self.query_one(LogView)
-        following = scroller.scroll_offset.y >= scroller.max_scroll_y - 1
-        self.body.update(Text("\n").join(lines))
-        if following:
-            self.show_newest()
-        return True
+        return lines
 
     def show_newest(self) -> None:
         """Scroll to the newest entries once the new content is laid out."""

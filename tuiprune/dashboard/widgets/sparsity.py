@@ -15,6 +15,7 @@ from tuiprune.dashboard.widgets.base import ViewWidget, clip, set_title
 from tuiprune.dashboard.widgets.scrolling import SCROLL_BINDINGS
 
 ATTN_STYLE, MLP_STYLE = "red", "blue"
+MAX_ROWS = 256  # blocks drawn (real ViTs have a few dozen)
 
 
 def structure_for(view: RunView, index: int) -> Tuple[Optional[Structure], str]:
@@ -88,7 +89,10 @@ class SparsityRows(ViewWidget):
             attn_w -= attn_w % heads
         mlp_w = max(2, rest - attn_w)
         out += [clip(self.row(layer, attn_w, mlp_w), width, g.ellipsis)
-                for layer in structure.layers]
+                for layer in structure.layers[:MAX_ROWS]]
+        if len(structure.layers) > MAX_ROWS:
+            more = fmt.plural(len(structure.layers) - MAX_ROWS, "more block")
+            out.append(Text(f"{g.ellipsis} {more}", style="dim"))
         return out
 
 
@@ -106,15 +110,19 @@ class SparsityPanel(VerticalScroll, inherit_bindings=False):
     def compose(self):
         yield self.rows
 
+    def title(self) -> Text:
+        view, g = self.ctx.view, self.ctx.glyphs
+        structure, caption = structure_for(view, self.ctx.selected)
+        if structure is None:
+            return Text("Sparsity")
+        return Text(f"Sparsity {caption}{g.sep}overall {fmt.pct(structure.sparsity)} "
+                    f"({fmt.count(structure.zeros)} / {fmt.count(structure.total)} zeros)")
+
     def sync(self, force: bool = False) -> bool:
         if not self.rows.sync(force):
             return False
-        view, g = self.ctx.view, self.ctx.glyphs
-        structure, caption = structure_for(view, self.ctx.selected)
-        title = "Sparsity"
-        if structure is not None:
-            title = (f"Sparsity {caption}{g.sep}overall {fmt.pct(structure.sparsity)} "
-                     f"({fmt.count(structure.zeros)} / {fmt.count(structure.total)} zeros)")
-        set_title(self, Text(title), g.ellipsis)
-        self.wanted_height = 3 + (len(structure.layers) if structure is not None else 0)
+        set_title(self, self.title(), self.ctx.glyphs.ellipsis)
+        structure, _ = structure_for(self.ctx.view, self.ctx.selected)
+        self.wanted_height = 3 + (min(len(structure.layers), MAX_ROWS + 1)
+                                  if structure is not None else 0)
         return True
