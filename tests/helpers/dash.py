@@ -82,3 +82,35 @@ async def wait_for(pilot, predicate, timeout: float = 5.0, what: str = "") -> No
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
         await pilot.pause(0.05)
+
+
+# Escape sequences (title, clipboard, clear screen, C1 CSI), markup that Rich/Textual would
+# act on or choke on, and a bidi override: what a hostile log may hold in any string.
+TITLE = "\x1b]0;pwned\x07"
+HOSTILE = TITLE + "\x1b]52;c;cHduZWQ=\x07\x1b[2J\x9b2J x[/]y [link=https://evil.example]a[/link] " \
+    "[bold red \u202egnp."
+
+
+def inject_hostile(run_dir: Path) -> Path:
+    """Put :data:`HOSTILE` into every string of ``run_dir``'s log that a viewer shows: run
+    name and id, model, dataset, method, sorting, criterion, device, host, warnings, errors,
+    tracebacks, the run's end status and message, a resume's checkpoint, rewound_to."""
+    fields = {"run_started": ("run_id", "name", "method", "sorting", "criterion", "device",
+                              "host"),
+              "warning": ("message",), "error": ("message", "traceback"),
+              "run_ended": ("message",), "resumed": ("checkpoint", "device"),
+              "state_started": ("rewound_to", "method")}
+    out = []
+    for ev in events_of(run_dir):
+        for name in fields.get(ev["event"], ()):
+            ev[name] = f"{name}:{HOSTILE}"
+        if ev["event"] == "run_started":
+            ev["model"]["name"] = f"model:{HOSTILE}"
+            ev["data"]["dataset"] = f"dataset:{HOSTILE}"
+            ev["model"]["weights_source"] = f"weights:{HOSTILE}"
+        out.append(json.dumps(ev))
+    # a warning with every hostile string, so each one is on screen at least once
+    out.insert(1, json.dumps({"v": 1, "event": "warning", "time": events_of(run_dir)[0]["time"],
+                              "seq": 10_000, "message": f"warning:{HOSTILE}"}))
+    (run_dir / "events.jsonl").write_text("\n".join(out) + "\n")
+    return run_dir

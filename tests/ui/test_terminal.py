@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from helpers.dash import RSST, last_of
+from helpers.dash import FAILED, RSST, inject_hostile, last_of
 from helpers.tmux import TUIPRUNE
 
 pytestmark = pytest.mark.slow
@@ -93,3 +93,14 @@ def test_watch_attaches_and_q_leaves_the_run_going(term, run_copy):
     finally:
         engine.kill()
         engine.wait()
+
+
+def test_a_hostile_log_cannot_set_the_title_or_clear_a_real_terminal(term, run_copy):
+    run = inject_hostile(run_copy(FAILED))
+    term.start(f"{TUIPRUNE} replay {run} --speed 0", size=(200, 50))
+    text = term.wait_screen(lambda s: "FAILED" in s and "run failed" in s)
+    assert "\\x1b]0;pwned\\x07" in text  # shown as text: the sequence did not act
+    assert "tuiprune" in text.splitlines()[0]  # nothing cleared the screen under it
+    assert "pwned" not in term.pane_title()
+    term.keys("q")
+    assert term.wait_exit() == 0

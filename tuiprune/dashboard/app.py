@@ -76,6 +76,7 @@ class DashboardApp(App[None]):
         self.caught_up = False
         self.reader_failed = False
         self.chunks_applied = 0
+        self.clock_ticks = 0
         self._shutting = threading.Event()
         self._log_opened = False
         self._redraw_timer: Optional[Timer] = None
@@ -175,6 +176,7 @@ class DashboardApp(App[None]):
 
     def _tick_clock(self) -> None:
         """Once a second: the header's clock (it redraws only when its text changed)."""
+        self.clock_ticks += 1
         self.query_one(RunHeader).sync()
 
     def catching_up(self) -> bool:

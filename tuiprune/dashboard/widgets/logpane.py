@@ -49,6 +49,7 @@ class LogPane(Vertical):
         self.ctx = ctx
         self.filter = ""
         self._shown: Optional[tuple] = None
+        self.redraws = 0  # how often its body was rebuilt (tests, the cost benchmark)
         self.body = Static("", id="log-body")
         self.input = Input(placeholder="filter the log: Enter keeps it, Esc clears it",
                            id="log-filter")
@@ -86,6 +87,7 @@ class LogPane(Vertical):
         if not force and key == self._shown:
             return False
         self._shown = key
+        self.redraws += 1
         set_title(self, self.title(), self.ctx.glyphs.ellipsis)
         scroller = self.query_one(LogView)
         following = scroller.scroll_offset.y >= scroller.max_scroll_y - 1

@@ -104,7 +104,7 @@ class SparsityPanel(VerticalScroll, inherit_bindings=False):
     def __init__(self, ctx: Context, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ctx = ctx
-        self.rows = SparsityRows(ctx)
+        self.rows = SparsityRows(ctx, id="sparsity-rows")
         self.wanted_height = 3  # all rows, their heading and the border
 
     def compose(self):
