@@ -72,7 +72,7 @@ async def settle(pilot, timeout: float = 10.0) -> None:
     while not app.caught_up:
         assert time.monotonic() < deadline, "the dashboard did not read its log in time"
         await pilot.pause(0.02)
-    app.redraw()
+    app.redraw(urgent=True)
     await pilot.pause()
     await pilot.pause()  # scrolling the log pane to its end waits for one refresh
 

@@ -80,6 +80,7 @@ class DashboardApp(App[None]):
         self._shutting = threading.Event()
         self._log_opened = False
         self._redraw_timer: Optional[Timer] = None
+        self._urgent = False  # the next scheduled redraw draws every change at once
         self._message_timer: Optional[Timer] = None
         self._last_redraw = 0.0
 
@@ -154,6 +155,7 @@ class DashboardApp(App[None]):
         self.chunks_applied += 1
         if chunk.caught_up and not self.caught_up:
             self.caught_up = True
+            self._urgent = True  # the backlog is read: show all of it now
             view = self.ctx.view
             if self.ctx.run_dir is None and view.ended is None and view.events:
                 reducer.note("warning", "the log ends without run_ended and has no run "
@@ -161,18 +163,19 @@ class DashboardApp(App[None]):
         self.schedule_redraw()
 
     # ---- drawing
-    def schedule_redraw(self) -> None:
+    def schedule_redraw(self, at: Optional[float] = None) -> None:
         """Redraw what changed soon: at most every REDRAW_S (CATCH_UP_REDRAW_S while a
-        backlog is read as fast as it goes)."""
+        backlog is read as fast as it goes), or at monotonic time ``at``."""
         if self._redraw_timer is not None:
             return
         pause = CATCH_UP_REDRAW_S if self.catching_up() else REDRAW_S
-        delay = max(0.01, self._last_redraw + pause - time.monotonic())  # Timer needs > 0
+        when = self._last_redraw + pause if at is None else at
+        delay = max(0.01, when - time.monotonic())  # a Timer needs a delay > 0
         self._redraw_timer = self.set_timer(delay, self._scheduled_redraw)
 
     def _scheduled_redraw(self) -> None:
-        self._redraw_timer = None
-        self.redraw()
+        self._redraw_timer, urgent, self._urgent = None, self._urgent, False
+        self.redraw(urgent=urgent)
 
     def _tick_clock(self) -> None:
         """Once a second: the header's clock (it redraws only when its text changed)."""
@@ -184,17 +187,22 @@ class DashboardApp(App[None]):
         player = self.ctx.player
         return not self.caught_up and (player is None or player.speed == 0)
 
-    def redraw(self, force: bool = False) -> None:
-        """Bring the widgets up to date with the view model; ``force``: all of them."""
+    def redraw(self, force: bool = False, urgent: bool = False) -> None:
+        """Bring the widgets up to date with the view model; ``force``: all of them;
+        ``urgent``: now, also those that limit how often they redraw (after a key)."""
         self._last_redraw = time.monotonic()
         view = self.ctx.view
         if (view.errors or view.status == vm.LOST) and not self._log_opened:
             self.show_log(True)
-        changed = False
+        changed, due = False, []
         for widget in self.query(WIDGETS):
-            changed |= widget.sync(force)
+            changed |= widget.sync(force, urgent)
+            if getattr(widget, "due", None) is not None:
+                due.append(widget.due)
         if changed or force:
             self.fit_panes()
+        if due:  # a widget put a change off: draw it when it is due
+            self.schedule_redraw(at=min(due))
 
     def fit_panes(self) -> None:
         """Share the lines between charts, sparsity rows and the log pane (Textual's fr units
@@ -217,7 +225,7 @@ class DashboardApp(App[None]):
         if self._message_timer is not None:
             self._message_timer.stop()
         self._message_timer = self.set_timer(MESSAGE_S, self._clear_message)
-        self.redraw()
+        self.redraw(urgent=True)
 
     def _clear_message(self) -> None:
         self._message_timer = None
@@ -245,7 +253,7 @@ class DashboardApp(App[None]):
 
     def action_select(self, delta: int) -> None:
         self.ctx.select(delta)
-        self.redraw()
+        self.redraw(urgent=True)
 
     def show_log(self, show: bool) -> None:
         pane = self.query_one(LogPane)
@@ -290,14 +298,14 @@ class DashboardApp(App[None]):
     def action_toggle_pause(self) -> None:
         if self.ctx.player is not None:
             self.ctx.player.toggle_pause()
-            self.redraw()
+            self.redraw(urgent=True)
 
     def action_speed(self, steps: int) -> None:
         if self.ctx.player is not None:
             self.ctx.player.change_speed(steps)
-            self.redraw()
+            self.redraw(urgent=True)
 
     def action_jump_to_end(self) -> None:
         if self.ctx.player is not None:
             self.ctx.player.jump_to_end()
-            self.redraw()
+            self.redraw(urgent=True)

@@ -7,6 +7,7 @@ no widget builds console markup from data (a ``[`` in a run name is just a chara
 
 from __future__ import annotations
 
+import time
 from typing import Hashable, List, Optional
 
 from rich.text import Text
@@ -24,12 +25,18 @@ class ViewWidget(Widget):
 
     :meth:`sync` is called whenever the view model may have changed; it redraws only when
     :meth:`change_key` differs from the last drawn one (the reducer's change counters for the
-    part of the view this widget shows, and the screen state it depends on)."""
+    part of the view this widget shows, and the screen state it depends on). A costly widget
+    sets ``MIN_INTERVAL``: while a run streams updates it redraws at most that often, and
+    :attr:`due` says when the change it put off should be drawn."""
+
+    MIN_INTERVAL = 0.0
 
     def __init__(self, ctx: Context, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ctx = ctx
         self._drawn_key: Optional[Hashable] = None
+        self._drawn_at = float("-inf")
+        self.due: Optional[float] = None  # monotonic time a put-off change is to be drawn
         self.redraws = 0  # how often sync() asked for a redraw (tests, the cost benchmark)
 
     def change_key(self) -> Hashable:
@@ -40,13 +47,19 @@ class ViewWidget(Widget):
         """The border title, or None for a widget without one."""
         return None
 
-    def sync(self, force: bool = False) -> bool:
+    def sync(self, force: bool = False, urgent: bool = False) -> bool:
         """Redraw when something this widget shows changed (``force``: anyway, e.g. after a
-        resize). True when a redraw was asked for."""
+        resize; ``urgent``: now, even within ``MIN_INTERVAL``, as after a key press). True
+        when a redraw was asked for."""
         key = self.change_key()
         if not force and key == self._drawn_key:
+            self.due = None
             return False
-        self._drawn_key = key
+        now = time.monotonic()
+        if not (force or urgent) and now - self._drawn_at < self.MIN_INTERVAL:
+            self.due = self._drawn_at + self.MIN_INTERVAL
+            return False
+        self._drawn_key, self._drawn_at, self.due = key, now, None
         title = self.title()
         if title is not None:
             set_title(self, title, self.ctx.glyphs.ellipsis)

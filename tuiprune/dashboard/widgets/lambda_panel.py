@@ -14,6 +14,7 @@ LAMBDA_STYLE = "yellow"
 
 
 class LambdaPanel(ViewWidget):
+    MIN_INTERVAL = 1.0  # λ moves with every step; its chart need not redraw more than 1/s
     def change_key(self) -> Hashable:
         changes = self.ctx.view.changes
         return changes.lam, changes.run, changes.states, self.ctx.selected

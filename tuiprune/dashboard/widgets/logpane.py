@@ -82,7 +82,7 @@ class LogPane(Vertical):
             parts.append(f'filter "{g.text(fmt.printable(self.filter, newlines=False))}"')
         return Text("Log" + g.sep + g.sep.join(parts))
 
-    def sync(self, force: bool = False) -> bool:
+    def sync(self, force: bool = False, urgent: bool = False) -> bool:
         key = self.change_key()
         if not force and key == self._shown:
             return False

@@ -118,8 +118,8 @@ class SparsityPanel(VerticalScroll, inherit_bindings=False):
         return Text(f"Sparsity {caption}{g.sep}overall {fmt.pct(structure.sparsity)} "
                     f"({fmt.count(structure.zeros)} / {fmt.count(structure.total)} zeros)")
 
-    def sync(self, force: bool = False) -> bool:
-        if not self.rows.sync(force):
+    def sync(self, force: bool = False, urgent: bool = False) -> bool:
+        if not self.rows.sync(force, urgent):
             return False
         set_title(self, self.title(), self.ctx.glyphs.ellipsis)
         structure, _ = structure_for(self.ctx.view, self.ctx.selected)
