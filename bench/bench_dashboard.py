@@ -15,7 +15,7 @@ Exit status 1 when one is missed. ``--ui-root DIR`` runs the dashboard from anot
 (e.g. the main branch, for a before/after comparison); the engine always runs from this one.
 
     .venv/bin/python bench/bench_dashboard.py [--reps 3] [--states 1] [--epochs 3] [--idle 10]
-        [--ui-root DIR]
+        [--train-size 4000] [--ui-root DIR] [--dashboard-only]
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--states", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--train-size", type=int, default=4000, help="images per epoch")
     ap.add_argument("--idle", type=float, default=10.0)
     ap.add_argument("--ui-root", type=Path, default=ROOT)
     ap.add_argument("--dashboard-only", action="store_true",
@@ -204,7 +205,8 @@ def main() -> int:
     if args.dashboard_only:
         with tempfile.TemporaryDirectory(prefix="tuiprune-bench-dash-") as tmp:
             return dashboard_only(Path(tmp), args)
-    sets = [f"prune.states={args.states}", f"train.epochs={args.epochs}"]
+    sets = [f"prune.states={args.states}", f"train.epochs={args.epochs}",
+            f"data.train_size={args.train_size}"]
     print(f"demo model, {args.states} state(s) x {args.epochs} epochs per run, {args.reps} "
           f"interleaved repetitions; dashboard from {args.ui_root}; {os.cpu_count()} cores")
     headless, attached, follow, idle = [], [], [], []
