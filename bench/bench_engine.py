@@ -10,7 +10,7 @@ plus the RSST regulariser.
     Repetitions interleave the two (alternating order); the ratio of the medians is reported.
     Target: ≤ 1.08×.
 (c) No host/device synchronisation per step: the per-step code (RSSTRegularizer.step, the mask
-    gradient hook, the optimizer step-post hook) is scanned for ``.item()``/``.cpu()``/numpy/
+    hooks: ``engine.pruning.masks.PER_STEP_CODE``) is scanned for ``.item()``/``.cpu()``/numpy/
     ``print``, and one step runs with those Tensor methods trapped.
 
     .venv/bin/python bench/bench_engine.py [--threads N] [--reps R] [--steps S] [--json out.json]
@@ -122,11 +122,10 @@ def check_no_sync() -> dict:
     """Static scan of the per-step code, then one step with the sync calls trapped."""
     import torch
 
-    from engine import pruning
+    from engine.pruning.masks import PER_STEP_CODE
     from engine.rsst import RSSTRegularizer
 
-    per_step = [RSSTRegularizer.step, pruning._grad_hook, pruning._reapply_masks,
-                pruning._enforce]
+    per_step = [RSSTRegularizer.step, *PER_STEP_CODE]
     pattern = re.compile(r"\.item\(|\.cpu\(|\.numpy\(|\.tolist\(|\bnumpy\b|\bnp\.|print\(")
     found = [f"{fn.__qualname__}: {line.strip()}" for fn in per_step
              for line in inspect.getsource(fn).splitlines()

@@ -27,34 +27,21 @@ Masks: ``{module name: tensor shaped like its weight}``, nonzero = keep, keyed
 everything. A head or neuron must be pruned *whole*: masks that cut part of one are a
 masks/model mismatch (``ValueError``) — compaction could not reproduce them.
 
-On disk (:func:`save` / :func:`load`): ``model.safetensors`` (the compacted state_dict) and
-``structure.json`` (the model spec plus, per block, the indices of the heads and neurons kept),
-from which :func:`load` rebuilds the compacted module. :func:`export_program` writes a
-``torch.export`` program (``.pt2``) that plain PyTorch loads without tuiprune or timm.
+Saving, loading and ``torch.export`` of a compacted model are in :mod:`engine.artifact`;
+parameter and MAC counts and latency timing in :mod:`engine.measure`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import math
-import statistics
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from engine.pruning import remove_masks
-from engine.structure import BlockStructure, describe
-
-STRUCTURE_FILE = "structure.json"
-WEIGHTS_FILE = "model.safetensors"
-PROGRAM_FILE = "model.pt2"
-STRUCTURE_FORMAT = 1
-
+from engine.structure import BlockStructure, vit_structure
 
 # --------------------------------------------------------------------------------------------
 # What is kept
@@ -113,7 +100,7 @@ class Kept:
         """Keep every head and neuron (a dense model, or a checkpoint without masks)."""
         return cls(tuple(BlockKeep(b.num_heads, tuple(range(b.num_heads)),
                                    b.hidden, tuple(range(b.hidden)))
-                         for b in describe(model)))
+                         for b in vit_structure(model)))
 
 
 MasksOrKept = Union[Mapping[str, torch.Tensor], Kept, None]
@@ -125,7 +112,7 @@ def kept_from_masks(model: nn.Module, masks: Optional[Mapping[str, torch.Tensor]
     Raises ``ValueError`` ("masks/model mismatch: …") for a mask naming no prunable layer, a mask
     whose shape differs from its weight, or a head/neuron that is only partly masked.
     """
-    structure = describe(model)
+    structure = vit_structure(model)
     _check_supported(model)
     masks = dict(masks or {})
     known = set(structure.names)
@@ -181,7 +168,7 @@ def _whole(blk: BlockStructure, what: str, count: int,
 
 
 def _check_supported(model: nn.Module) -> None:
-    """Beyond :func:`engine.structure.describe`: compaction rewrites timm's own modules, so it
+    """Beyond :func:`engine.structure.vit_structure`: compaction rewrites timm's own modules, so it
     accepts only those whose forward it knows (a subclass may compute something else)."""
     from timm.layers import Attention, Mlp
     from timm.models.vision_transformer import Block, ResPostBlock
@@ -263,7 +250,7 @@ def compact(model: nn.Module, masks_or_kept: MasksOrKept) -> nn.Module:
     """
     kept = (masks_or_kept if isinstance(masks_or_kept, Kept)
             else kept_from_masks(model, masks_or_kept))
-    structure = describe(model)
+    structure = vit_structure(model)
     _check_supported(model)
     if len(kept.blocks) != len(structure):
         raise ValueError(f"masks/model mismatch: structure has {len(kept.blocks)} blocks, the "
@@ -351,202 +338,3 @@ def kept_of(model: nn.Module) -> List[Tuple[int, int]]:
         neurons = 0 if isinstance(block.mlp, NeuronlessMlp) else int(block.mlp.fc1.out_features)
         out.append((heads, neurons))
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Saving and loading
-# --------------------------------------------------------------------------------------------
-
-def save(model: nn.Module, masks_or_kept: MasksOrKept, directory: Union[str, Path], *,
-         model_spec: Optional[Mapping[str, Any]] = None, extra: Optional[Mapping] = None) -> Kept:
-    """Write ``model.safetensors`` + ``structure.json`` into ``directory`` (created if needed).
-
-    ``model`` is either the dense model (it is compacted with ``masks_or_kept`` first) or a
-    model already compacted with that :class:`Kept`. ``model_spec`` (``{"name": timm name,
-    "kwargs": {...}}``, as in the checkpoints) is what :func:`load` rebuilds the dense skeleton
-    from; it defaults to ``model.model_spec`` when the model carries one. Returns the
-    :class:`Kept` written.
-    """
-    spec = model_spec if model_spec is not None else getattr(model, "model_spec", None)
-    if not spec or "name" not in spec:
-        raise ValueError("save: pass model_spec={'name': <timm model name>, 'kwargs': {...}} so "
-                         "that load() can rebuild the model")
-    sizes = kept_of(model)
-    if isinstance(masks_or_kept, Kept):
-        kept = masks_or_kept
-        want = [(len(b.heads_kept), len(b.neurons_kept)) for b in kept.blocks]
-        dense = [(b.heads_total, b.neurons_total) for b in kept.blocks]
-        if sizes == want:
-            small = model
-        elif sizes == dense:
-            small = compact(model, kept)
-        else:
-            raise ValueError(f"masks/model mismatch: the model's blocks compute {sizes} "
-                             f"(heads, neurons), the structure keeps {want} of {dense}")
-    else:
-        kept = kept_from_masks(model, masks_or_kept)
-        small = compact(model, kept)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().contiguous().cpu() for k, v in small.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    doc = {"format": STRUCTURE_FORMAT,
-           "model_spec": {"name": spec["name"], "kwargs": dict(spec.get("kwargs") or {})},
-           "heads_kept": kept.heads_kept, "heads_total": kept.heads_total,
-           "neurons_kept": kept.neurons_kept, "neurons_total": kept.neurons_total,
-           "blocks": kept.to_json()}
-    if extra:
-        doc.update(extra)
-    (directory / STRUCTURE_FILE).write_text(json.dumps(doc, indent=1) + "\n")
-    return kept
-
-
-def build_dense(model_spec: Mapping[str, Any]) -> nn.Module:
-    """The dense, randomly initialised model of a checkpoint's ``model_spec``."""
-    from engine.checkpoint import build_model
-
-    return build_model({"name": model_spec["name"], "kwargs": dict(model_spec.get("kwargs") or {})})
-
-
-def read_structure(directory: Union[str, Path]) -> Dict[str, Any]:
-    path = Path(directory) / STRUCTURE_FILE
-    doc = json.loads(path.read_text())
-    if doc.get("format") != STRUCTURE_FORMAT:
-        raise ValueError(f"{path}: structure format {doc.get('format')!r}, this version reads "
-                         f"{STRUCTURE_FORMAT}")
-    return doc
-
-
-def load(directory: Union[str, Path], map_location: str = "cpu") -> nn.Module:
-    """Rebuild the compacted model written by :func:`save` (in eval mode)."""
-    from safetensors.torch import load_file
-
-    doc = read_structure(directory)
-    dense = build_dense(doc["model_spec"])
-    small = compact(dense, Kept.from_json(doc["blocks"]))
-    small.load_state_dict(load_file(str(Path(directory) / WEIGHTS_FILE), device=map_location),
-                          strict=True)
-    return small.to(map_location).eval()
-
-
-def export_program(model: nn.Module, path: Union[str, Path], example: torch.Tensor) -> None:
-    """Write a ``torch.export`` program (``.pt2``) with a dynamic batch dimension.
-
-    Load it with ``torch.export.load(path).module()`` — plain PyTorch, no tuiprune, no timm.
-    """
-    from torch.export import Dim
-
-    was_training = model.training
-    model.eval()
-    try:
-        program = torch.export.export(
-            model, (example,), dynamic_shapes={"x": {0: Dim("batch", min=1, max=65536)}})
-    finally:
-        model.train(was_training)
-    torch.export.save(program, str(path))
-
-
-# --------------------------------------------------------------------------------------------
-# Size and speed
-# --------------------------------------------------------------------------------------------
-
-def input_shape(model: nn.Module) -> Tuple[int, int, int]:
-    """(channels, height, width) the model's patch embedding expects."""
-    pe = model.patch_embed
-    h, w = pe.img_size
-    return int(pe.proj.in_channels), int(h), int(w)
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: nn.Module, batch: int = 1) -> int:
-    """Multiply-accumulates of one forward pass on ``batch`` images.
-
-    Counted with ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2) on timm's non-fused
-    attention path, whose matmuls the counter sees (it does not count CPU SDPA kernels): all
-    Linear layers, the patch-embedding convolution and the two attention matmuls
-    (q·kᵀ and attn·v). Element-wise ops (norms, softmax, GELU) are not MACs and not counted.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    attns = [m for m in model.modules() if hasattr(m, "fused_attn")]
-    saved = [m.fused_attn for m in attns]
-    was_training = model.training
-    p = next(model.parameters())
-    x = torch.zeros((batch,) + input_shape(model), dtype=p.dtype, device=p.device)
-    try:
-        for m in attns:
-            m.fused_attn = False
-        model.eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        for m, f in zip(attns, saved):
-            m.fused_attn = f
-        model.train(was_training)
-    return int(counter.get_total_flops()) // 2
-
-
-def time_models(models: Mapping[str, nn.Module], batch: int, *, reps: int, warmup: int = 2,
-                device: str = "cpu", seed: int = 0) -> Dict[str, Dict[str, Any]]:
-    """Median forward latency of each model, measured *interleaved*.
-
-    Every repetition times each model once, alternating the order between repetitions, so
-    drift (thermal, other load) hits all models alike. Eval mode, ``torch.inference_mode``,
-    one fixed random batch; CUDA timings synchronise around each forward. Returns, per model,
-    ``median_ms``, ``min_ms``, ``max_ms``, ``reps`` and ``batch``.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    first = next(iter(models.values()))
-    x = torch.randn((batch,) + input_shape(first), generator=gen).to(device)
-    names = list(models)
-    mods = {n: models[n].to(device).eval() for n in names}
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times: Dict[str, List[float]] = {n: [] for n in names}
-    with torch.inference_mode():
-        for n in names:
-            for _ in range(warmup):
-                mods[n](x)
-        sync()
-        for r in range(reps):
-            for n in (names if r % 2 == 0 else names[::-1]):
-                sync()
-                t0 = time.perf_counter()
-                mods[n](x)
-                sync()
-                times[n].append((time.perf_counter() - t0) * 1000.0)
-    return {n: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t),
-                "reps": len(t), "batch": batch} for n, t in times.items()}
-
-
-def cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def max_abs_diff(a: nn.Module, b: nn.Module, batch: int = 2, seed: int = 0) -> float:
-    """Largest |a(x) − b(x)| over a random batch, both in eval mode (modes restored)."""
-    gen = torch.Generator().manual_seed(seed)
-    p = next(a.parameters())
-    x = torch.randn((batch,) + input_shape(a), generator=gen).to(device=p.device, dtype=p.dtype)
-    modes = a.training, b.training
-    a.eval(), b.eval()
-    try:
-        with torch.no_grad():
-            d = (a(x) - b(x)).abs().max().item()
-    finally:
-        a.train(modes[0]), b.train(modes[1])
-    return d if math.isfinite(d) else float("inf")
-

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +41,17 @@ class Key:
     low: Optional[float] = None          # inclusive
     high: Optional[float] = None         # inclusive unless high_open
     high_open: bool = False
+    low_open: bool = False
     check: Optional[Callable[[Any], Optional[str]]] = None  # returns an error text or None
     nullable: bool = False               # may be absent (None) with no default
+
+
+def _name_check(v: str) -> Optional[str]:
+    if not v or v in (".", "..") or any(c in v for c in "/\\") or not v.isprintable() \
+            or len(v) > 100:
+        return ("must be a plain name (1-100 printable characters, no '/' or '\\', not '.' "
+                "or '..'): it names the run's directory inside run.output_dir")
+    return None
 
 
 def _rewind_check(v: str) -> Optional[str]:
@@ -60,7 +71,8 @@ def _device_check(v: str) -> Optional[str]:
 def _ratio_check(v) -> Optional[str]:
     values = v if isinstance(v, list) else [v]
     for x in values:
-        if isinstance(x, bool) or not isinstance(x, NUMBER) or not 0 <= x < 1:
+        if isinstance(x, bool) or not isinstance(x, NUMBER) or not 0 <= x < 1 \
+                or not math.isfinite(x):
             return "must be a fraction in [0, 1) or a list of them (one per pruning step)"
     return None
 
@@ -73,13 +85,14 @@ def _amp_check(v) -> Optional[str]:
 
 SCHEMA: Dict[str, Dict[str, Key]] = {
     "run": {
-        "name": Key((str,), "run", "run name; the directory is <output_dir>/<name>-<time>"),
+        "name": Key((str,), "run", "run name; the directory is <output_dir>/<name>-<time>",
+                    check=_name_check),
         "output_dir": Key((str,), "runs", "where run directories are created"),
         "seed": Key((int,), 0, "seed for weights, data order, augmentation and synthetic data",
-                    low=0),
+                    low=0, high=2 ** 63 - 1),
         "device": Key((str,), "auto", "auto | cpu | cuda | cuda:N | mps", check=_device_check),
         "checkpoint_minutes": Key(NUMBER, 10.0, "also checkpoint inside an epoch this often "
-                                  "(0: only at epoch ends)", low=0),
+                                  "(0: only at epoch ends)", low=0, high=1e6),
     },
     "model": {
         "name": Key((str,), "vit_small_patch16_224", "timm model name"),
@@ -87,9 +100,9 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
                           "from pretrained_path)"),
         "pretrained_path": Key((str,), "", "local .safetensors/.pth/.bin weights file"),
         "num_classes": Key((int,), None, "classes (default: the dataset's)", low=1,
-                           nullable=True),
+                           high=1_000_000, nullable=True),
         "img_size": Key((int,), None, "input size the model is built for (default: the "
-                        "model's own)", low=8, nullable=True),
+                        "model's own)", low=8, high=8192, nullable=True),
         "kwargs": Key((dict,), {}, "extra timm.create_model keyword arguments, e.g. "
                       "{patch_size = 4, drop_path_rate = 0.1}"),
     },
@@ -98,41 +111,44 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
                        choices=("synthetic", "cifar10", "cifar100", "imagefolder")),
         "root": Key((str,), "data", "dataset folder"),
         "download": Key((bool,), False, "download CIFAR through torchvision when missing"),
-        "batch_size": Key((int,), 128, "training batch size", low=1),
+        "batch_size": Key((int,), 128, "training batch size", low=1, high=1_000_000),
         "eval_batch_size": Key((int,), None, "evaluation batch size (default: 2 × batch_size)",
-                               low=1, nullable=True),
+                               low=1, high=1_000_000, nullable=True),
         "workers": Key((int,), 2, "DataLoader workers (imagefolder only: the small datasets "
-                       "live on the training device)", low=0),
+                       "live on the training device)", low=0, high=256),
         "val_fraction": Key(NUMBER, 0.1, "share of the training set held out for validation",
                             low=0, high=1, high_open=True),
         "resize": Key((int,), None, "resize images to this size (default: the model's "
-                      "img_size)", low=8, nullable=True),
+                      "img_size)", low=8, high=8192, nullable=True),
         "augment": Key((bool,), True, "random crop (padding 1/8) and horizontal flip"),
         "test": Key((bool,), True, "also evaluate the test split each epoch (test_acc)"),
-        "train_size": Key((int,), 5000, "synthetic: training images", low=20),
-        "test_size": Key((int,), 1000, "synthetic: test images", low=0),
+        "train_size": Key((int,), 5000, "synthetic: training images", low=20, high=200_000),
+        "test_size": Key((int,), 1000, "synthetic: test images", low=0, high=200_000),
     },
     "train": {
-        "epochs": Key((int,), 2, "epochs per pruning state", low=1),
+        "epochs": Key((int,), 2, "epochs per pruning state", low=1, high=100_000),
         "optimizer": Key((str,), "sgd", "sgd | adamw", choices=("sgd", "adamw")),
         "lr": Key(NUMBER, 0.01, "peak learning rate", low=0, high=10),
         "momentum": Key(NUMBER, 0.9, "SGD momentum", low=0, high=1, high_open=True),
-        "weight_decay": Key(NUMBER, 1e-4, "weight decay", low=0),
-        "warmup_epochs": Key(NUMBER, 0.0, "linear warm-up at the start of every state", low=0),
+        "weight_decay": Key(NUMBER, 1e-4, "weight decay", low=0, high=10),
+        "warmup_epochs": Key(NUMBER, 0.0, "linear warm-up at the start of every state", low=0,
+                             high=100_000),
         "schedule": Key((str,), "cosine", "cosine | step | constant (per state)",
                         choices=("cosine", "step", "constant")),
-        "step_epochs": Key((int,), 30, "step schedule: epochs between decays", low=1),
+        "step_epochs": Key((int,), 30, "step schedule: epochs between decays", low=1,
+                           high=100_000),
         "gamma": Key(NUMBER, 0.1, "step schedule: decay factor", low=0, high=1),
         "amp": Key((bool, str), False, "mixed precision on CUDA: true (bf16 where supported), "
                    "'bf16', 'fp16', false", check=_amp_check),
         "label_smoothing": Key(NUMBER, 0.0, "cross-entropy label smoothing", low=0, high=1,
                                high_open=True),
-        "grad_clip": Key(NUMBER, 0.0, "clip the gradient norm to this (0: off)", low=0),
+        "grad_clip": Key(NUMBER, 0.0, "clip the gradient norm to this (0: off)", low=0,
+                         high=1e9),
     },
     "prune": {
         "method": Key((str,), "refill", "refill | rsst", choices=("refill", "rsst")),
         "states": Key((int,), 3, "pruning states (a pruning step after each but the last)",
-                      low=1),
+                      low=1, high=10_000),
         "rate": Key(NUMBER, 0.3, "element-wise step: fraction of alive weights removed",
                     low=0, high=1, high_open=True),
         "head_ratio": Key((float, int, list), 0.3, "fraction of alive heads pruned per step "
@@ -144,7 +160,8 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "criterion": Key((str,), "magnitude", "remain | magnitude | l1 | l2 | saliency",
                          choices=("remain", "magnitude", "l1", "l2", "saliency")),
         "rewind": Key((str,), "init", "init | epoch:K | none", check=_rewind_check),
-        "calib_batches": Key((int,), 4, "batches for the l1/l2/saliency criteria", low=1),
+        "calib_batches": Key((int,), 4, "batches for the l1/l2/saliency criteria", low=1,
+                             high=10_000),
         "prune_last": Key((bool,), False, "also prune after the last state"),
     },
     "rsst": {
@@ -152,15 +169,18 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
                         choices=("x", "x^2", "x^3", "exp", "exp_custom",
                                  "exp_custom_exponents")),
         "reg_granularity": Key(NUMBER, 1.0, "λ at the end of the ramp (exp_custom*), or the "
-                               "per-step increment (x, x^2, x^3, exp)", low=0),
-        "exponents": Key(NUMBER, 4.0, "k of exp_custom_exponents", low=0),
+                               "per-step increment (x, x^2, x^3, exp)", low=0, low_open=True,
+                               high=1e30),
+        "exponents": Key(NUMBER, 4.0, "k of exp_custom_exponents", low=0, low_open=True,
+                         high=1000),
         "ramp": Key((str,), "state", "state: one ramp over the whole state; epoch: restart "
                     "every epoch (research code)", choices=("state", "epoch")),
-        "reg_ceiling": Key(NUMBER, 1.0, "cap on λ", low=0),
+        "reg_ceiling": Key(NUMBER, 1.0, "cap on λ", low=0, low_open=True, high=1e30),
     },
 }
 
 PATH_KEYS = (("run", "output_dir"), ("data", "root"), ("model", "pretrained_path"))
+MAX_CONFIG_BYTES = 1 << 20
 
 
 # --------------------------------------------------------------------------- public API
@@ -186,6 +206,12 @@ def read_toml(path) -> dict:
     if p.is_dir():
         raise UserError(f"{p} is a directory, not a config file (to resume a run use "
                         f"`tuiprune run --resume {p}`)")
+    if not p.is_file():
+        raise UserError(f"{p} is not a regular file (a device, pipe or socket); give the path "
+                        f"to a .toml config file")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"config file {p} is {p.stat().st_size:,} bytes; a config is a few "
+                        f"kilobytes (limit {MAX_CONFIG_BYTES:,}): is this the right file?")
     try:
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -253,9 +279,26 @@ def pruning_steps(cfg: dict) -> int:
     return states if cfg["prune"]["prune_last"] else states - 1
 
 
+def check_output_dir(cfg: dict) -> Path:
+    """Make sure ``run.output_dir`` is (or can be made) a writable directory, before anything
+    heavy is built; returns it."""
+    out = Path(cfg["run"]["output_dir"])
+    if out.exists() and not out.is_dir():
+        raise UserError(f"run.output_dir {out} is a file, not a directory; point it at a "
+                        f"folder for run directories")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"run.output_dir {out} cannot be created ({exc.strerror}); point it "
+                        f"at a writable folder") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"run.output_dir {out} is not writable; point it at a writable folder")
+    return out
+
+
 def dumps(cfg: dict) -> str:
     """The resolved config as TOML (``None`` values are left out)."""
-    return tomli_w.dumps(_drop_none(cfg))
+    return tomli_w.dumps(without_none(cfg))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -293,8 +336,11 @@ def _validate(dotted: str, key: Key, value):
         raise UserError(f"{dotted} must be one of {', '.join(map(repr, key.choices))}; got "
                         f"{value!r}{_did_you_mean(str(value), key.choices)}")
     if isinstance(value, NUMBER) and not isinstance(value, bool):
-        if key.low is not None and value < key.low:
-            raise UserError(f"{dotted} must be >= {key.low}, got {value}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{dotted} must be a finite number, got {value}")
+        if key.low is not None and (value <= key.low if key.low_open else value < key.low):
+            raise UserError(f"{dotted} must be {'>' if key.low_open else '>='} {key.low}, "
+                            f"got {value}")
         if key.high is not None and (value >= key.high if key.high_open else value > key.high):
             bound = f"< {key.high}" if key.high_open else f"<= {key.high}"
             raise UserError(f"{dotted} must be {bound}, got {value}")
@@ -328,6 +374,7 @@ def _cross_checks(cfg: dict) -> None:
     if cfg["model"]["pretrained_path"] and not cfg["model"]["pretrained"]:
         raise UserError("model.pretrained_path is set but model.pretrained = false; set "
                         "pretrained = true to load it (or remove pretrained_path)")
+    _check_model_kwargs(cfg["model"]["kwargs"])
     reserved = {"pretrained", "num_classes", "img_size", "pretrained_cfg_overlay"}
     clash = reserved & set(cfg["model"]["kwargs"])
     if clash:
@@ -335,7 +382,26 @@ def _cross_checks(cfg: dict) -> None:
                         f"[model] keys of the same name")
 
 
-def _drop_none(obj):
+MAX_KWARG_INT = 1_000_000
+MAX_DEPTH = 1_024  # transformer blocks
+
+
+def _check_model_kwargs(kwargs: dict) -> None:
+    """Numbers in ``model.kwargs`` within sane bounds, checked before timm allocates (the
+    model's total size is checked on the meta device in ``engine.model``)."""
+    for name, value in kwargs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"model.kwargs.{name} must be a finite number, got {value}")
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                abs(value) > MAX_KWARG_INT:
+            raise UserError(f"model.kwargs.{name} = {value} is beyond any ViT "
+                            f"(limit {MAX_KWARG_INT:,})")
+    depth = kwargs.get("depth")
+    if isinstance(depth, int) and depth > MAX_DEPTH:
+        raise UserError(f"model.kwargs.depth = {depth}: at most {MAX_DEPTH} blocks")
+
+
+def without_none(obj):
     if isinstance(obj, dict):
-        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+        return {k: without_none(v) for k, v in obj.items() if v is not None}
     return obj

@@ -1,7 +1,11 @@
-"""Writing (and, for resume, reading) the append-only event log; see ``docs/events.md``.
+"""Writing the append-only event log (``RUN_DIR/events.jsonl``; fields in ``engine/schema.py``,
+prose in ``docs/events.md``). Torch-free; reading is ``engine.logread``.
 
-Torch-free. Each event is one JSON line, flushed as soon as it is written (no fsync: a killed
-process loses nothing the OS has; a power cut may lose the last lines, never tear earlier ones).
+Each event is one compact JSON line written with a single ``write`` on an ``O_APPEND``
+descriptor, so a line reaches the file whole or not at all: if the filesystem fails mid-line
+(disk full), the partial line is cut off again before the error is raised, and the log never
+holds a torn line of this process. No fsync: a killed process loses nothing the OS has; a
+power cut may lose the last lines, never tear earlier ones.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, List, Optional
 
-SCHEMA_VERSION = 1
-EVENTS_FILE = "events.jsonl"
+from engine import schema
+from engine.errors import WriteFailed
 
 
 def _clean(obj):
@@ -29,28 +33,54 @@ def _clean(obj):
 
 
 class EventLog:
-    """Appends events to ``path``; ``listeners`` see every event as it is written."""
+    """Appends events to ``path``; ``listeners`` see every event as it is written.
+
+    A listener that fails with an ``OSError`` (say, the terminal or ``engine.log`` is gone) is
+    dropped; the log itself goes on."""
 
     def __init__(self, path: Path, seq: int = 0,
                  listeners: Optional[List[Callable[[dict], None]]] = None):
         self.path = Path(path)
         self.seq = seq
         self.listeners = list(listeners or [])
-        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_APPEND
+                                              | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise WriteFailed(self.path, exc) from None
 
     def emit(self, event: str, **fields) -> dict:
-        obj = _clean({"v": SCHEMA_VERSION, "event": event, "time": time.time(),
-                      "seq": self.seq, **fields})
-        self._file.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
-        self._file.flush()
+        obj = _clean({"v": schema.SCHEMA_VERSION, "event": event, "time": time.time(),
+                      "seq": self.seq, **schema.build(event, fields)})
+        self._append((json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+                     .encode("utf-8"))
         self.seq += 1
-        for listener in self.listeners:
-            listener(obj)
+        for listener in list(self.listeners):
+            try:
+                listener(obj)
+            except OSError:
+                self.listeners.remove(listener)
         return obj
 
+    def _append(self, data: bytes) -> None:
+        if self._fd is None:
+            raise ValueError(f"event log {self.path} is closed")
+        size = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # a short write: only when the disk is (nearly) full
+                written += os.write(self._fd, data[written:])
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, size)  # no torn line of ours stays behind
+            except OSError:
+                pass
+            raise WriteFailed(self.path, exc) from None
+
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Throttle:
@@ -66,43 +96,3 @@ class Throttle:
             self._next = now + self.interval
             return True
         return False
-
-
-def iter_events(path: Path) -> Iterator[dict]:
-    """Every complete, parseable event of a log; torn or garbage lines are skipped."""
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                return  # torn last line: the writer died mid-line
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(obj, dict) and "event" in obj:
-                yield obj
-
-
-def truncate_torn_tail(path: Path) -> int:
-    """Cut a torn last line back to the last newline (before appending on resume).
-
-    Returns the number of bytes removed."""
-    size = os.path.getsize(path)
-    if size == 0:
-        return 0
-    with open(path, "rb+") as f:
-        pos = size
-        chunk = 4096
-        while pos > 0:
-            start = max(0, pos - chunk)
-            f.seek(start)
-            data = f.read(pos - start)
-            if start + len(data) == size and data.endswith(b"\n"):
-                return 0
-            nl = data.rfind(b"\n")
-            if nl >= 0:
-                keep = start + nl + 1
-                f.truncate(keep)
-                return size - keep
-            pos = start
-        f.truncate(0)
-        return size

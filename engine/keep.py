@@ -1,4 +1,5 @@
-"""How many heads or neurons a pruning step keeps (DESIGN.md §2; torch-free).
+"""How many heads or neurons a pruning step keeps (docs/algorithm.md, "Keep counts";
+torch-free).
 
 One rule, used by the engine when it selects structures, by ``--dry-run`` when it plans a run,
 and by the report when it checks a log against the plan.

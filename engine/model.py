@@ -39,9 +39,37 @@ def create(spec: dict) -> nn.Module:
         raise UserError(f"model.name {name!r} is not a timm model{hint}; see "
                         f"timm.list_models('vit_*')")
     try:
+        with torch.device("meta"):  # shapes only: check the size before allocating anything
+            shape_only = timm.create_model(name, pretrained=False, **spec["kwargs"])
+        _check_fits(name, sum(p.numel() for p in shape_only.parameters()))
         return timm.create_model(name, pretrained=False, **spec["kwargs"])
-    except (TypeError, ValueError, AssertionError) as exc:
-        raise UserError(f"timm cannot build {name!r} with {spec['kwargs']}: {exc}") from None
+    except (TypeError, ValueError, AssertionError, OverflowError, RuntimeError) as exc:
+        raise UserError(f"timm cannot build {name!r} with {spec['kwargs']}: "
+                        f"{type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def _check_fits(name: str, params: int) -> None:
+    """Refuse a model whose weights alone exceed the memory this machine has free (training
+    needs several times that: gradients, optimizer state, activations)."""
+    need = params * 4
+    free = available_memory()
+    if free is not None and need > free:
+        raise UserError(f"model {name!r} as configured has {params:,} parameters "
+                        f"({need / 2**30:,.1f} GiB in float32), more than the "
+                        f"{free / 2**30:,.1f} GiB of memory available; check model.kwargs "
+                        f"(embed_dim, depth, num_heads, mlp_ratio)")
+
+
+def available_memory():
+    """Bytes of memory available now (Linux ``MemAvailable``), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def build(cfg: dict, num_classes: int) -> Tuple[nn.Module, dict, str]:

@@ -1,4 +1,5 @@
-"""Rewind targets: the weights a state starts from again after a pruning step.
+"""Rewind targets: the weights a state starts from again after a pruning step
+(docs/algorithm.md, "Rewind").
 
 ``"init"`` — the weights the run started from (pretrained, or the random init saved at start);
 ``"epoch:K"`` — the weights after K epochs of state 0 (lottery-ticket rewinding);
@@ -16,7 +17,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from engine.pruning import current_masks
+from engine.pruning import reapply_masks
 
 _SPEC = re.compile(r"^(init|none|epoch:(\d+))$")
 
@@ -58,8 +59,4 @@ class RewindTarget:
                              f"unexpected {extra[:3]}, shape mismatches {shapes[:3]}")
         for k, v in live.items():
             v.copy_(self.state[k])
-        masks = current_masks(model)
-        if masks:
-            modules = dict(model.named_modules())
-            for name, mask in masks.items():
-                modules[name].weight.mul_(mask)
+        reapply_masks(model)

@@ -1,4 +1,5 @@
-"""RSST: squeeze the structures a pruning step condemned toward zero before cutting them.
+"""RSST: squeeze the structures a pruning step condemned toward zero before cutting them
+(docs/algorithm.md, "RSST").
 
 During the state after a pruning step, every optimizer step adds ``λ·w`` to the gradient of each
 still-alive weight outside the target mask ``M_s``; λ grows along a schedule; at the end of the
@@ -13,13 +14,14 @@ a condemned structure is squeezed (not only those the element-wise mask kept).
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+import numbers
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from engine.pruning import Masks, _check_masks, _mask_counts, current_masks
-from engine.structure import describe
+from engine.pruning import Masks, check_masks, current_masks, mask_counts
+from engine.structure import vit_structure
 
 SCHEDULES = ("x", "x^2", "x^3", "exp", "exp_custom", "exp_custom_exponents")
 RAMPS = ("state", "epoch")
@@ -56,21 +58,58 @@ def lambda_at(schedule: str, t: int, steps: int, granularity: float, exponents: 
     return min(lam, ceiling)
 
 
+def check_lambda_params(schedule: str, reg_granularity, exponents,
+                        reg_ceiling) -> Tuple[float, float, float]:
+    """Validate a λ schedule's parameters: ``(reg_granularity, exponents, reg_ceiling)`` as
+    floats, or a ``ValueError``/``TypeError`` naming the argument (each must be a finite
+    number > 0)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; "
+                         f"got {schedule!r}")
+    out = []
+    for name, value in (("reg_granularity", reg_granularity), ("exponents", exponents),
+                        ("reg_ceiling", reg_ceiling)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a finite number > 0, got {type(value).__name__} "
+                            f"{value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        out.append(float(value))
+    return out[0], out[1], out[2]
+
+
+def check_steps(value, name: str = "ramp_steps") -> int:
+    """A step count as an int >= 1, or a ``ValueError``/``TypeError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number >= 1, got {type(value).__name__} "
+                        f"{value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def ramp_length(ramp: str, steps_per_epoch: int, epochs: int) -> int:
+    """Optimizer steps in one λ ramp: an epoch (``"epoch"``) or the whole state (``"state"``)."""
+    if ramp not in RAMPS:
+        raise ValueError(f"ramp must be one of {', '.join(map(repr, RAMPS))}; got {ramp!r}")
+    return steps_per_epoch if ramp == "epoch" else steps_per_epoch * epochs
+
+
 def squeeze_counts(model: nn.Module, target: Masks,
                    current: Optional[Masks] = None) -> Tuple[int, int, int]:
     """(weights, heads, neurons) alive now (``current``, default: the masks in force) that
     ``target`` removes: what an RSST state squeezes."""
-    struct = describe(model)
-    target = _check_masks(struct, target, "target")
-    current = _check_masks(struct, current if current is not None
-                           else (current_masks(model) or {}), "current")
+    struct = vit_structure(model)
+    target = check_masks(struct, target, "target")
+    current = check_masks(struct, current if current is not None
+                          else (current_masks(model) or {}), "current")
     return _squeeze_counts(struct, target, current)
 
 
 def _squeeze_counts(struct, target: Masks, current: Masks) -> Tuple[int, int, int]:
     weights = sum(_doomed(target, current, name) for name in target)
-    h_now, n_now = _mask_counts(struct, current)
-    h_tgt, n_tgt = _mask_counts(struct, target)
+    h_now, n_now = mask_counts(struct, current)
+    h_tgt, n_tgt = mask_counts(struct, target)
     heads = sum(int(((a > 0) & (b == 0)).sum()) for a, b in zip(h_now, h_tgt))
     neurons = sum(int(((a > 0) & (b == 0)).sum()) for a, b in zip(n_now, n_tgt))
     return weights, heads, neurons
@@ -99,19 +138,14 @@ class RSSTRegularizer:
     def __init__(self, model: nn.Module, target: Masks, *, current: Optional[Masks] = None,
                  schedule: str = "exp_custom_exponents", reg_granularity: float = 1.0,
                  exponents: float = 4.0, ramp_steps: int = 1000, reg_ceiling: float = 1.0):
-        struct = describe(model)
-        target = _check_masks(struct, target, "target")
-        lambda_at(schedule, 0, 1, reg_granularity, exponents, reg_ceiling)  # validates schedule
-        if not (reg_granularity > 0 and reg_ceiling > 0):
-            raise ValueError("reg_granularity and reg_ceiling must be > 0, got "
-                             f"{reg_granularity} and {reg_ceiling}")
-        if int(ramp_steps) < 1:
-            raise ValueError(f"ramp_steps must be >= 1, got {ramp_steps}")
-        current = _check_masks(struct, current if current is not None
-                               else (current_masks(model) or {}), "current")
-        self.schedule, self.granularity = schedule, float(reg_granularity)
-        self.exponents, self.ceiling = float(exponents), float(reg_ceiling)
-        self.ramp_steps = int(ramp_steps)
+        struct = vit_structure(model)
+        target = check_masks(struct, target, "target")
+        self.granularity, self.exponents, self.ceiling = check_lambda_params(
+            schedule, reg_granularity, exponents, reg_ceiling)
+        self.schedule = schedule
+        self.ramp_steps = check_steps(ramp_steps)
+        current = check_masks(struct, current if current is not None
+                              else (current_masks(model) or {}), "current")
         self.steps_taken = 0
         self.value = 0.0
 
@@ -165,3 +199,96 @@ class RSSTRegularizer:
     def load_state_dict(self, state: dict) -> None:
         self.steps_taken = int(state["steps_taken"])
         self.value = float(state["value"])
+
+
+# --------------------------------------------------------------------------- λ ramp vs lr
+LATE_LR_FRACTION = 0.1  # "late": after the learning rate's peak, below this share of it
+LATE_RAMP_WARN_SHARE = 0.5  # warn when more than this share of the λ rise comes late
+
+LearningRates = Union[Sequence[float], Callable[[int], float]]
+
+
+def late_ramp_share(lrs: LearningRates, ramp_steps: int, *,
+                    schedule: str = "exp_custom_exponents", reg_granularity: float = 1.0,
+                    exponents: float = 4.0, reg_ceiling: float = 1.0,
+                    steps: Optional[int] = None) -> float:
+    """The share (0..1) of the λ ramp's rise that falls at *late* steps of an RSST state.
+
+    ``lrs`` is the learning rate at every optimizer step of the state (a sequence, or a
+    callable ``lr(step)`` with ``steps`` given); the λ ramp restarts every ``ramp_steps``
+    steps (``ramp_length``). A step is late when it comes at or after the first step with the
+    peak learning rate and its learning rate is below ``LATE_LR_FRACTION`` (10 %) of that
+    peak. The rise is the sum of λ's step-to-step increases within each ramp, from 0 before
+    the ramp's first step (with ``ramp = "epoch"`` every epoch's ramp rises again); the share
+    is the part of that sum made at late steps. There the squeeze (``lr · λ · w`` per step)
+    barely moves the weights, so a ramp that rises late leaves the condemned weights large
+    for the hard cut.
+    """
+    lr = _learning_rates(lrs, steps)
+    g, k, ceiling = check_lambda_params(schedule, reg_granularity, exponents, reg_ceiling)
+    ramp_steps = check_steps(ramp_steps)
+    late = late_steps(lr)
+    rise = late_rise = lam = 0.0
+    for i in range(len(lr)):
+        t = i % ramp_steps
+        previous = 0.0 if t == 0 else lam
+        lam = lambda_at(schedule, t, ramp_steps, g, k, ceiling)
+        increase = max(lam - previous, 0.0)
+        rise += increase
+        if late[i]:
+            late_rise += increase
+    return late_rise / rise if rise > 0 else 0.0
+
+
+def late_steps(lrs: LearningRates, steps: Optional[int] = None) -> List[bool]:
+    """Per step: at or after the first step with the peak learning rate, and below
+    ``LATE_LR_FRACTION`` of that peak."""
+    lr = _learning_rates(lrs, steps)
+    peak = max(lr)
+    start = lr.index(peak)
+    return [i >= start and rate < LATE_LR_FRACTION * peak for i, rate in enumerate(lr)]
+
+
+def late_ramp_warning(lrs: LearningRates, ramp_steps: int, *,
+                      schedule: str = "exp_custom_exponents", reg_granularity: float = 1.0,
+                      exponents: float = 4.0, reg_ceiling: float = 1.0,
+                      steps: Optional[int] = None, steps_per_epoch: Optional[int] = None,
+                      threshold: float = LATE_RAMP_WARN_SHARE) -> Optional[str]:
+    """A warning when more than ``threshold`` of the λ ramp's rise comes late
+    (:func:`late_ramp_share`), saying what to change; else None. Given ``steps_per_epoch``
+    and a ramp over more than one epoch, it also says what ``rsst.ramp = "epoch"`` would
+    give."""
+    lr = _learning_rates(lrs, steps)
+    params = dict(reg_granularity=reg_granularity, exponents=exponents, reg_ceiling=reg_ceiling)
+    share = late_ramp_share(lr, ramp_steps, schedule=schedule, **params)
+    if share <= threshold:
+        return None
+    late = sum(late_steps(lr))
+    shape = f"{schedule}, k = {exponents:g}" if schedule == "exp_custom_exponents" else schedule
+    fixes = []
+    if schedule == "exp_custom_exponents":
+        alt = late_ramp_share(lr, ramp_steps, schedule="exp_custom", **params)
+        fixes.append(f'rsst.schedule = "exp_custom" (puts {alt:.0%} there) or a smaller '
+                     f"rsst.exponents")
+    if steps_per_epoch and ramp_steps > steps_per_epoch:
+        alt = late_ramp_share(lr, steps_per_epoch, schedule=schedule, **params)
+        fixes.append(f'rsst.ramp = "epoch" (puts {alt:.0%} there)')
+    fixes.append(f"a learning rate that stays above {LATE_LR_FRACTION:.0%} of its peak "
+                 f'(e.g. train.schedule = "constant")')
+    return (f"RSST λ ramp: {share:.0%} of its rise ({shape}) falls in the {late} of the state's "
+            f"{len(lr)} steps where the learning rate is below {LATE_LR_FRACTION:.0%} of its "
+            f"peak: the squeeze barely moves the weights there, so the hard cut at the end of "
+            f"the state will cost accuracy. To ramp earlier: {'; or '.join(fixes)}.")
+
+
+def _learning_rates(lrs: LearningRates, steps: Optional[int]) -> List[float]:
+    if callable(lrs):
+        if steps is None:
+            raise TypeError("steps is required when lrs is a callable lr(step)")
+        lrs = [lrs(i) for i in range(check_steps(steps, "steps"))]
+    out = [float(x) for x in lrs]
+    if not out:
+        raise ValueError("lrs must hold the learning rate of at least one step")
+    if not all(math.isfinite(x) and x >= 0 for x in out):
+        raise ValueError("lrs must be finite learning rates >= 0")
+    return out

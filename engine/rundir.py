@@ -9,8 +9,10 @@ ones (torch-free).
       engine.log       the engine's own output
       engine.pid       the engine process while it runs
       engine.lock      held (flock) by the one process that writes the run
+      stop.request     a stop asked for from another host (polled by the engine)
       checkpoints/     latest.pt (resume point), init.pt (rewind target "init"),
                        rewind.pt (rewind target "epoch:K"), state<N>_best.pt
+      export-state<N>/ ``tuiprune export``'s default output, described by its export.json
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from engine.errors import UserError
 
@@ -27,10 +29,12 @@ EVENTS_FILE = "events.jsonl"
 ENGINE_LOG = "engine.log"
 PID_FILE = "engine.pid"
 LOCK_FILE = "engine.lock"
+STOP_FILE = "stop.request"
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
 INIT = "init.pt"
 REWIND = "rewind.pt"
+EXPORT_FILE = "export.json"
 _BEST_RE = re.compile(r"^state(\d+)_best\.pt$")
 
 
@@ -64,6 +68,16 @@ def final_best(run_dir: Path) -> Optional[Path]:
     """The best checkpoint of the last state that has one, or None."""
     found = best_checkpoints(run_dir)
     return found[max(found)] if found else None
+
+
+def export_dir(run_dir: Path, state: int) -> Path:
+    """Where ``tuiprune export`` writes state ``state`` by default."""
+    return Path(run_dir) / f"export-state{state}"
+
+
+def export_docs(run_dir: Path) -> List[Path]:
+    """Every ``export.json`` one level below the run directory, in name order."""
+    return sorted(p for p in Path(run_dir).glob(f"*/{EXPORT_FILE}") if p.is_file())
 
 
 def new_run_dir(cfg: dict) -> Path:

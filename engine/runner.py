@@ -1,101 +1,57 @@
 """The run loop: states of training separated by pruning steps, with events and checkpoints.
 
-One ``Run`` owns a run directory. ``Run.start`` begins a new run, ``Run.resume`` continues one
-from ``checkpoints/latest.pt``. The loop (``_loop``) reads top to bottom like the algorithm:
+One ``Run`` owns a run directory (and holds its lock). ``Run.start`` begins a new run,
+``Run.resume`` continues one from ``checkpoints/latest.pt``. The loop reads top to bottom like
+the algorithm (``docs/algorithm.md``)::
 
     for each state:       train its epochs (RSST: squeeze toward the pending target)
                           RSST: hard cut; state_ended
                           pruning step on the trained weights → Refill: cut + rewind
                                                                 RSST:   new target + rewind
 
-Events that summarise finished work (``epoch_ended``, ``hard_cut``, ``state_ended``,
-``pruned``, ``state_started``) are stored in the checkpoint first and written to the log after
-it, and a resume writes those the log lacks: each appears exactly once, whatever moment the
-previous process was killed at.
+Events that summarise finished work (``engine.schema.DURABLE``) are stored in the checkpoint
+first and written to the log after it, and a resume writes those the log lacks: each appears
+exactly once, whatever moment the previous process was killed at. Every write of a checkpoint
+goes through ``engine.checkpoint.commit``, which refuses weights that are not finite.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import signal
-import socket
 import time
 import traceback
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
-from torch import nn
 
-from engine import __version__
-from engine import checkpoint as ckpt_io
-from engine import rundir
+from engine import checkpoint as ckpt
 from engine import data as data_mod
 from engine import model as model_mod
+from engine import rundir, runevents
+from engine.checkpoint import EpochTally, NonFiniteWeights, RunState, StateProgress
 from engine.config import dumps, pruning_steps, step_ratios
-from engine.errors import UserError
-from engine.events import EVENTS_FILE, EventLog, Throttle, iter_events, truncate_torn_tail
-from engine.pidfile import remove_pidfile, write_pidfile
-from engine.pruning import apply_masks, current_masks, sparsity_report
+from engine.device import resolve_device
+from engine.epoch import EpochLoop, NonFiniteLoss, StopRequested
+from engine.errors import UserError, WriteFailed
+from engine.events import EventLog
+from engine.lock import RunLock
+from engine.logread import truncate_torn_tail
+from engine.pidfile import (clear_stop_request, read_stop_request, remove_pidfile,
+                            write_pidfile)
+from engine.runlog import RunLog, read_log
+from engine.pruning import ACTIVATION_CRITERIA, apply_masks, current_masks
 from engine.rewind import RewindTarget, parse_rewind
-from engine.rsst import RSSTRegularizer, squeeze_counts
-from engine.structure import describe
-from engine.train import (accumulator_dtype, amp_dtype, autocast, calibration_batches,
-                          evaluate, lr_at, make_optimizer)
-from engine.transitions import begin_refill_state, hard_cut, prune_step
+from engine.rsst import RSSTRegularizer, late_ramp_warning, ramp_length
+from engine.schema import durable_key
+from engine.structure import vit_structure
+from engine.train import Trainer, amp_dtype, calibration_batches, evaluate, lr_at, make_optimizer
+from engine.transitions import begin_refill_state, begin_rsst_state, hard_cut, prune_step
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
-DURABLE = {"epoch_ended": ("state", "epoch"), "hard_cut": ("state",),
-           "state_ended": ("state",), "pruned": ("state",), "state_started": ("state",)}
-
-
-class StopRequested(Exception):
-    """SIGINT/SIGTERM arrived; the loop checkpointed and unwinds."""
-
-
-class NonFiniteLoss(Exception):
-    """The training loss became NaN/inf."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"run.device = {name!r} but CUDA is not available here (torch "
-                        f"{torch.__version__}); use device = 'cpu' or 'auto'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(f"run.device = {name!r} but only {torch.cuda.device_count()} CUDA "
-                        f"device(s) are visible (CUDA_VISIBLE_DEVICES="
-                        f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
-    return dev
-
-
-@dataclass
-class StateInfo:
-    """Book-keeping of the state in progress (saved in checkpoints)."""
-
-    best_val_acc: float = -1.0
-    best_epoch: int = -1
-    best_test_acc: Optional[float] = None
-    last_val_acc: Optional[float] = None
-    seconds: float = 0.0
-
-
-@dataclass
-class Partial:
-    """Metrics of a partly trained epoch (a mid-epoch checkpoint)."""
-
-    loss_sum: float = 0.0
-    correct: int = 0
-    seen: int = 0
-    seconds: float = 0.0
 
 
 class Run:
@@ -105,30 +61,96 @@ class Run:
                  listeners: Optional[List[Callable[[dict], None]]] = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.listeners = listeners or []
-        self.ckpt_dir = self.run_dir / rundir.CHECKPOINT_DIR
         self.log: Optional[EventLog] = None
-        self.stop_requested = False
-        self.t_start = time.time()
+        self.lock = RunLock(self.run_dir)
         p = cfg["prune"]
         self.method, self.states = p["method"], p["states"]
         self.epochs = cfg["train"]["epochs"]
-        self.head_ratios, self.mlp_ratios = step_ratios(cfg, "head_ratio"), step_ratios(
-            cfg, "mlp_ratio")
-        # position: the next thing to do
-        self.state, self.epoch, self.batch = 0, 0, 0
-        self.info = StateInfo()
-        self.partial = Partial()
-        self.target: Optional[Dict[str, torch.Tensor]] = None  # RSST: pending hard cut
-        self.reg: Optional[RSSTRegularizer] = None
-        self.reg_state: Optional[dict] = None
-        self.optimizer_state: Optional[dict] = None
+        self.head_ratios = step_ratios(cfg, "head_ratio")
+        self.mlp_ratios = step_ratios(cfg, "mlp_ratio")
+        self.rewind_kind, self.rewind_epoch = parse_rewind(p["rewind"])
+        self.rs = RunState()
         self.rewind: Optional[RewindTarget] = None
+        self.trainer: Optional[Trainer] = None
+        self.epoch_loop: Optional[EpochLoop] = None
         self.warned: set = set()
         self.last_state_ended: Optional[dict] = None  # for run_ended
+        self._stop = False
+        self._next_poll = 0.0  # when to look for a stop request file next
+        self.stopped_by = ""  # the signal or stop request that stopped the run
+        self.exit_note = ""  # one line for the terminal when the run ends badly
+        self.t_start = time.time()
+        self._phase = "setup"
+        self._critical = 0
+        self._abort_pending = False
+        self._signal_note: Optional[str] = None
+
+    # ------------------------------------------------------------------ entry points
+    def start(self) -> int:
+        """Begin a new run in ``run_dir``. Returns the process exit code."""
+        return self._run(self._begin)
+
+    def resume(self) -> int:
+        """Continue from ``checkpoints/latest.pt`` (or from the start when the previous
+        process died before its first checkpoint)."""
+        return self._run(self._continue)
+
+    def _begin(self) -> None:
+        try:
+            self._setup()
+        except (UserError, StopRequested):
+            if self.run_dir.is_dir():  # `watch` made the directory: say why in its log
+                self._take_dir(seq=0)
+            raise
+        self._take_dir(seq=0)
+        _write_text(self.run_dir / rundir.CONFIG_FILE, dumps(self.cfg))
+        self._emit_run_started()
+        init = RewindTarget.capture(self.model)
+        self._save_weights("init", init.state, rundir.INIT, epoch=0)
+        if self.rewind_kind == "init":
+            self.rewind = init
+        self.emit(**runevents.state_started(0, self.method, self.epochs, self.model, None,
+                                            None))
+
+    def _continue(self) -> None:
+        events = self.run_dir / rundir.EVENTS_FILE
+        self.lock.acquire()  # before reading anything of the run
+        if events.exists():
+            truncate_torn_tail(events)
+        scan = read_log(events) if events.exists() else RunLog(events)
+        if scan.last_status == "completed":
+            raise UserError(f"run {self.run_dir} already completed; nothing to resume")
+        self._setup()
+        self._take_dir(seq=scan.next_seq)
+        clear_stop_request(self.run_dir)  # asked for while no engine ran: not for this one
+        latest = rundir.checkpoint_path(self.run_dir, rundir.LATEST)
+        init_path = rundir.checkpoint_path(self.run_dir, rundir.INIT)
+        if not init_path.is_file() or not latest.is_file():
+            # the model as _setup built it (seeded init or pretrained) is the start weights
+            init = RewindTarget.capture(self.model)
+            if not init_path.is_file():
+                self._save_weights("init", init.state, rundir.INIT, epoch=0)
+            self.rewind = init if self.rewind_kind == "init" else None
+        source = None
+        if latest.is_file():
+            self._restore(ckpt.load_checkpoint(latest))
+            for ev in self.rs.pending_events:
+                if durable_key(ev) not in scan.durable:
+                    scan.add(self.emit(**ev))
+            source = rundir.relative(rundir.LATEST)
+        if "run_started" not in scan.kinds:
+            self._emit_run_started()
+        self.last_state_ended = scan.last_state_ended
+        self.emit("resumed", from_state=self.rs.state, from_epoch=self.rs.epoch,
+                  from_batch=self.rs.batch, pid=os.getpid(), device=str(self.device),
+                  checkpoint=source)
+        if source is None and "state_started" not in scan.kinds:
+            self.emit(**runevents.state_started(0, self.method, self.epochs, self.model, None,
+                                                None))
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
-        """Device, model and data (before anything is written when possible)."""
+        """Device, model and data; nothing is written."""
         cfg = self.cfg
         self.device = resolve_device(cfg["run"]["device"])
         torch.manual_seed(cfg["run"]["seed"])
@@ -137,492 +159,401 @@ class Run:
         self.model.to(self.device)
         mean, std = model_mod.normalization(self.model)
         self.data = data_mod.load(cfg, self.device, model_mod.input_size(self.model), mean, std)
-        self.struct = describe(self.model)
+        self.struct = vit_structure(self.model)
         self.amp, warning = amp_dtype(cfg["train"]["amp"], self.device)
         if warning:
             self.warned.add(warning)
-        self.scaler = (torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None)
         self.nb = len(self.data.train)
-        self.rewind_kind, self.rewind_epoch = parse_rewind(cfg["prune"]["rewind"])
+        self._phase = "run"
 
-    def _open_log(self, seq: int = 0) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log = EventLog(self.run_dir / EVENTS_FILE, seq=seq, listeners=self.listeners)
+    def _take_dir(self, seq: int) -> None:
+        """Lock the run directory (if not yet), open its log and record this process."""
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteFailed(self.run_dir, exc) from None
+        if not self.lock.held:
+            self.lock.acquire()
+        self.log = EventLog(self.run_dir / rundir.EVENTS_FILE, seq=seq,
+                            listeners=self.listeners)
         write_pidfile(self.run_dir)
 
     def emit(self, event: str, **fields) -> dict:
+        if self._signal_note is not None:
+            note, self._signal_note = self._signal_note, None
+            self.log.emit("warning", message=note)
         return self.log.emit(event, **fields)
 
-    # ------------------------------------------------------------------ entry points
-    def start(self) -> int:
-        """Begin a new run in ``run_dir``. Returns the process exit code."""
-        try:
-            self._setup()
-        except UserError as exc:
-            if self.run_dir.exists():  # `watch` made the directory: say why in the log
-                self._open_log()
-                self.emit("error", message=str(exc), traceback="")
-                self.emit("run_ended", status="failed", message=str(exc),
-                          seconds=time.time() - self.t_start)
-            raise
-        self._open_log()
-        (self.run_dir / "config.toml").write_text(dumps(self.cfg))
-        self._emit_run_started()
-        init = RewindTarget.capture(self.model)
-        ckpt_io.save_atomic({"format": ckpt_io.FORMAT, "kind": "init", "model": init.state,
-                             "masks": None, "model_spec": self.spec, "state": 0, "epoch": 0,
-                             "val_acc": None}, self.ckpt_dir / rundir.INIT)
-        if self.rewind_kind == "init":
-            self.rewind = init
-        self._emit_state_started(rewound_to=None)
-        return self._guarded_loop()
-
-    def resume(self) -> int:
-        """Continue from ``checkpoints/latest.pt`` (or from the start when the previous
-        process died before its first checkpoint)."""
-        events_path = self.run_dir / EVENTS_FILE
-        truncate_torn_tail(events_path)
-        log = LogSummary.read(events_path)
-        if log.last_status == "completed":
-            raise UserError(f"run {self.run_dir} already completed; nothing to resume")
-        self._setup()
-        latest = self.ckpt_dir / rundir.LATEST
-        self._open_log(seq=log.next_seq)
-        if latest.is_file():
-            ck = ckpt_io.load_checkpoint(latest)
-            self._restore(ck)
-            for ev in ck.get("pending_events", []):
-                if _durable_key(ev) not in log.durable:
-                    log.note(self.emit(ev["event"],
-                                       **{k: v for k, v in ev.items() if k != "event"}))
-            source = str(latest.relative_to(self.run_dir))
-        else:
-            self.rewind = (RewindTarget.capture(self.model) if self.rewind_kind == "init"
-                           else None)
-            source = None
-        if "run_started" not in log.kinds:
-            self._emit_run_started()
-        self.last_state_ended = log.last_state_ended
-        self.emit("resumed", from_state=self.state, from_epoch=self.epoch,
-                  from_batch=self.batch, pid=os.getpid(), device=str(self.device),
-                  checkpoint=source)
-        if not latest.is_file() and "state_started" not in log.kinds:
-            self._emit_state_started(rewound_to=None)
-        return self._guarded_loop()
-
-    # ------------------------------------------------------------------ the loop
-    def _guarded_loop(self) -> int:
+    # ------------------------------------------------------------------ running, ending
+    def _run(self, begin: Callable[[], None]) -> int:
+        """Run ``begin`` then the loop; turn every way it can end into events and a code."""
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            begin()
             self._loop()
-            self._end("completed", "")
-            return EXIT_COMPLETED
+            return self._finish("completed", "", EXIT_COMPLETED)
         except StopRequested:
-            self._end("stopped", "stopped by request; resume with `tuiprune run --resume "
-                      f"{self.run_dir}`")
-            return EXIT_STOPPED
+            if self._phase == "setup":
+                self.exit_note = "stopped during set-up, before training began"
+            return self._finish("stopped", "stopped by request; resume with `tuiprune run "
+                                f"--resume {self.run_dir}`", EXIT_STOPPED)
         except KeyboardInterrupt:
-            self._end("stopped", "aborted by a second interrupt; resume continues from the "
-                      f"last checkpoint: `tuiprune run --resume {self.run_dir}`")
-            return EXIT_STOPPED
-        except NonFiniteLoss as exc:
-            self.emit("error", message=str(exc), traceback="", state=self.state,
-                      epoch=self.epoch, batch=self.batch)
-            self._end("failed", str(exc))
-            return EXIT_FAILED
+            return self._finish("stopped", "aborted by a second interrupt; resume continues "
+                                f"from the last checkpoint: `tuiprune run --resume "
+                                f"{self.run_dir}`", EXIT_STOPPED)
+        except (NonFiniteLoss, NonFiniteWeights) as exc:
+            self._report_error(str(exc), batch=getattr(exc, "batch", None))
+            return self._finish("failed", str(exc), EXIT_FAILED)
+        except WriteFailed as exc:
+            self.exit_note = f"{exc}; the last good checkpoint is {self._last_good()}"
+            self._report_error(self.exit_note)
+            return self._finish("failed", self.exit_note, EXIT_FAILED)
         except UserError as exc:
-            self.emit("error", message=str(exc), traceback="")
-            self._end("failed", str(exc))
+            self._report_error(str(exc), where=False)
+            self._finish("failed", str(exc), EXIT_FAILED)
             raise
         except Exception as exc:  # a bug or an environment failure: keep the traceback
-            self.emit("error", message=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(), state=self.state, epoch=self.epoch,
-                      batch=self.batch)
-            self._end("failed", f"{type(exc).__name__}: {exc}")
+            self._report_error(f"{type(exc).__name__}: {exc}", tb=traceback.format_exc())
+            self._finish("failed", f"{type(exc).__name__}: {exc}", EXIT_FAILED)
             raise
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-            if self.log:
+            if self.log is not None:
                 self.log.close()
-            remove_pidfile(self.run_dir)
+                remove_pidfile(self.run_dir)
+            self.lock.release()
+
+    @property
+    def stop_requested(self) -> bool:
+        """A signal arrived, or someone left a stop request file (polled about once a
+        second: ``tuiprune stop`` from another host)."""
+        if not self._stop and self.log is not None and time.monotonic() >= self._next_poll:
+            self._next_poll = time.monotonic() + 1.0
+            who = read_stop_request(self.run_dir)
+            if who:
+                self._request_stop(who)
+        return self._stop
+
+    def _request_stop(self, who: str) -> None:
+        self._stop, self.stopped_by = True, who
+        self._signal_note = (f"{who}: finishing the current batch, then checkpointing and "
+                             f"stopping")
 
     def _on_signal(self, signum, _frame) -> None:
-        if self.stop_requested:  # second signal: stop now
+        name = signal.Signals(signum).name
+        if self._phase == "setup":  # nothing to save yet: stop at once
+            self.stopped_by = name
+            raise StopRequested
+        if self._stop:  # a second signal: stop now, but never inside a commit
+            if self._critical:
+                self._abort_pending = True
+                return
             raise KeyboardInterrupt
-        self.stop_requested = True
-        if self.log:
-            self.emit("warning", message=f"{signal.Signals(signum).name} received: finishing "
-                      f"the current batch, then checkpointing and stopping")
+        self._request_stop(f"{name} received")
 
-    def _loop(self) -> None:
-        for message in sorted(self.warned):
-            self.emit("warning", message=message)
-        while self.state < self.states:
-            self._prepare_state()
-            while self.epoch < self.epochs:
-                self._train_epoch()
-            self._end_of_state()
+    @contextmanager
+    def _critical_section(self):
+        """A second interrupt waits until the block has finished (a checkpoint write)."""
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+            if not self._critical and self._abort_pending:
+                self._abort_pending = False
+                raise KeyboardInterrupt
 
-    def _prepare_state(self) -> None:
-        """Optimizer and (RSST) regulariser for the state at ``self.state``."""
-        self.optimizer = make_optimizer(self.model, self.cfg["train"])
-        if self.optimizer_state is not None:
-            self.optimizer.load_state_dict(self.optimizer_state)
-            self.optimizer_state = None
-        self.reg = None
-        if self.method == "rsst" and self.target is not None:
-            r = self.cfg["rsst"]
-            ramp = self.nb if r["ramp"] == "epoch" else self.nb * self.epochs
-            self.reg = RSSTRegularizer(self.model, self.target, schedule=r["schedule"],
-                                       reg_granularity=r["reg_granularity"],
-                                       exponents=r["exponents"], ramp_steps=ramp,
-                                       reg_ceiling=r["reg_ceiling"])
-            if self.reg_state is not None:
-                self.reg.load_state_dict(self.reg_state)
-                self.reg_state = None
+    def _best_effort(self, write: Callable[[], object]) -> None:
+        """Write an ending event if there is room; a failing filesystem must not hide the
+        reason the run ended."""
+        if self.log is None:
+            return
+        try:
+            write()
+        except (WriteFailed, OSError):
+            pass
 
-    def _train_epoch(self) -> None:
-        s, e, start = self.state, self.epoch, self.batch
-        model, opt, reg, dev = self.model, self.optimizer, self.reg, self.device
-        t = self.cfg["train"]
-        if start == 0:
-            self.partial = Partial()
-            self.emit("epoch_started", state=s, epoch=e, batches=self.nb,
-                      lr=lr_at(t, e * self.nb, self.nb))
-            if reg is not None and self.cfg["rsst"]["ramp"] == "epoch":
-                reg.restart_ramp()
-        model.train()
-        seed = data_mod.mix_seed(self.cfg["run"]["seed"], s, e)
-        throttle = Throttle(0.1)
-        loss_sum = torch.zeros((), device=dev, dtype=accumulator_dtype(dev))
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        first_bad = torch.full((), -1, device=dev, dtype=torch.long)
-        seen_before, seen = self.partial.seen, 0
-        t0 = time.perf_counter()
-        last_ckpt = time.monotonic()
-        every = self.cfg["run"]["checkpoint_minutes"] * 60
-        for b, (x, y) in enumerate(self.data.train.batches(seed, start), start=start):
-            lr = lr_at(t, e * self.nb + b, self.nb)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            with autocast(dev, self.amp):
-                logits = model(x)
-                loss = nn.functional.cross_entropy(logits, y,
-                                                   label_smoothing=t["label_smoothing"])
-            opt.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if reg is not None:
-                reg.step()
-            if t["grad_clip"] > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
-            if self.scaler is not None:
-                self.scaler.step(opt)
-                self.scaler.update()
-            else:
-                opt.step()
-            hits = (logits.argmax(1) == y).sum()
-            loss_d = loss.detach()
-            loss_sum += loss_d * len(y)
-            correct += hits
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss_d),
-                                    torch.full_like(first_bad, b), first_bad)
-            seen += len(y)
-            self.batch = b + 1
-            last = b == self.nb - 1
-            if throttle.ready() or last:
-                bad = int(first_bad)
-                if bad >= 0:
-                    raise NonFiniteLoss(f"loss became {float(loss_sum):.3g} (non-finite) in "
-                                        f"state {s}, epoch {e}, batch {bad}; the last "
-                                        f"checkpoint is kept. Lower train.lr, or check "
-                                        f"rsst.reg_ceiling / the data")
-                elapsed = self.partial.seconds + time.perf_counter() - t0
-                self.emit("batch", state=s, epoch=e, batch=b, batches=self.nb,
-                          loss=float(loss_d), acc=100.0 * int(hits) / len(y), lr=lr,
-                          images_per_s=(seen_before + seen) / max(elapsed, 1e-9))
-                if reg is not None:
-                    self._emit_lambda(lr)
-            if self.stop_requested and not last:
-                self._save_partial(loss_sum, correct, seen, t0)
-                raise StopRequested
-            if every > 0 and time.monotonic() - last_ckpt > every and not last:
-                self._save_partial(loss_sum, correct, seen, t0)
-                last_ckpt = time.monotonic()
-        self._finish_epoch(loss_sum, correct, seen, t0)
+    def _report_error(self, message: str, tb: str = "", batch: Optional[int] = None,
+                      where: bool = True) -> None:
+        fields: Dict[str, object] = {"message": message, "traceback": tb}
+        if where and self._phase == "run":
+            fields.update(state=self.rs.state, epoch=self.rs.epoch, batch=batch if batch
+                          is not None else (self.epoch_loop.next_batch if self.epoch_loop
+                                            else self.rs.batch))
+        self._best_effort(lambda: self.emit("error", **fields))
 
-    def _emit_lambda(self, lr: float) -> None:
-        reg = self.reg
-        self.emit("lambda", state=self.state, step=reg.steps_taken, steps=reg.ramp_steps,
-                  value=reg.value, regularized=reg.regularized, heads=reg.heads,
-                  neurons=reg.neurons)
-        t = self.cfg["train"]
-        msg = reg.stability_warning(lr, t["momentum"] if t["optimizer"] == "sgd" else 0.0)
-        if msg and ("lambda", self.state) not in self.warned:
-            self.warned.add(("lambda", self.state))
-            self.emit("warning", message=msg, state=self.state, epoch=self.epoch)
-
-    def _accumulate(self, loss_sum, correct, seen, t0) -> Partial:
-        p = self.partial
-        return Partial(loss_sum=p.loss_sum + float(loss_sum), correct=p.correct + int(correct),
-                       seen=p.seen + seen, seconds=p.seconds + time.perf_counter() - t0)
-
-    def _save_partial(self, loss_sum, correct, seen, t0) -> None:
-        """Mid-epoch checkpoint: resume continues at ``self.batch`` of this epoch."""
-        self.partial = self._accumulate(loss_sum, correct, seen, t0)
-        if not math.isfinite(self.partial.loss_sum):
-            return  # never overwrite a good checkpoint with diverged weights
-        path = self._save_latest(kind="stop" if self.stop_requested else "latest")
-        self.emit("checkpoint", state=self.state, epoch=self.epoch, batch=self.batch,
-                  kind="stop" if self.stop_requested else "latest", path=path)
-
-    def _finish_epoch(self, loss_sum, correct, seen, t0) -> None:
-        s, e = self.state, self.epoch
-        p = self._accumulate(loss_sum, correct, seen, t0)
-        val_loss, val_acc = evaluate(self.model, self.data.val, self.device, self.amp)
-        test_loss = test_acc = None
-        if self.data.test is not None:
-            test_loss, test_acc = evaluate(self.model, self.data.test, self.device, self.amp)
-        best = val_acc > self.info.best_val_acc
-        if best:
-            self.info.best_val_acc, self.info.best_epoch = val_acc, e
-            self.info.best_test_acc = test_acc
-        self.info.last_val_acc = val_acc
-        self.info.seconds += p.seconds
-        ended = dict(event="epoch_ended", state=s, epoch=e,
-                     train_loss=p.loss_sum / max(p.seen, 1),
-                     train_acc=100.0 * p.correct / max(p.seen, 1), val_loss=val_loss,
-                     val_acc=val_acc, test_loss=test_loss, test_acc=test_acc,
-                     seconds=p.seconds, images_per_s=p.seen / max(p.seconds, 1e-9),
-                     lr=lr_at(self.cfg["train"], (e + 1) * self.nb - 1, self.nb),
-                     **{"lambda": self.reg.value if self.reg is not None else None},
-                     best=best)
-        if best and self.target is None:  # RSST with a pending cut: best is saved post-cut
-            self._save_best(val_acc)
-        if s == 0 and self.rewind_kind == "epoch" and e + 1 == self.rewind_epoch:
-            self.rewind = RewindTarget.capture(self.model)
-            self._save_rewind()
-        self.epoch, self.batch, self.partial = e + 1, 0, Partial()
-        path = self._save_latest(pending=[ended])
-        self.emit(**ended)
-        self.emit("checkpoint", state=s, epoch=e, batch=None, kind="latest", path=path)
-        if self.stop_requested and self.epoch < self.epochs:
-            raise StopRequested
-
-    def _end_of_state(self) -> None:
-        """Hard cut (RSST), state summary, pruning step and the move to the next state."""
-        s, p = self.state, self.cfg["prune"]
-        pending = []
-        if self.reg is not None:  # the final λ of the state is always in the log
-            self._emit_lambda(self.optimizer.param_groups[0]["lr"])
-        final_val = self.info.last_val_acc
-        if self.method == "rsst" and self.target is not None:
-            before = final_val
-            residual = hard_cut(self.model, self.target)
-            _, after = evaluate(self.model, self.data.val, self.device, self.amp)
-            test_acc = (evaluate(self.model, self.data.test, self.device, self.amp)[1]
-                        if self.data.test is not None else None)
-            rep = sparsity_report(self.model)
-            pending.append(dict(event="hard_cut", state=s, **rep.to_dict(),
-                                val_acc_before=before, val_acc_after=after,
-                                residual_norm=residual))
-            self.target, self.reg = None, None
-            final_val = after
-            self.info.best_test_acc = test_acc
-            self._save_best(after)
-        pending.append(dict(event="state_ended", state=s, best_val_acc=self.info.best_val_acc,
-                            best_epoch=self.info.best_epoch, final_val_acc=final_val,
-                            test_acc=self.info.best_test_acc,
-                            sparsity=round(sparsity_report(self.model).sparsity, 4),
-                            seconds=self.info.seconds))
-        if s < pruning_steps(self.cfg):
-            calib = (calibration_batches(self.data.calib, p["calib_batches"])
-                     if p["criterion"] in ("l1", "l2", "saliency") else None)
-            result = prune_step(self.model, rate=p["rate"], head_ratio=self.head_ratios[s],
-                                mlp_ratio=self.mlp_ratios[s], sorting=p["sorting"],
-                                criterion=p["criterion"], calib=calib)
-            last = s == self.states - 1  # prune_last: no training follows, cut now
-            pending.append(dict(event="pruned", state=s, step=s, method=self.method,
-                                sorting=p["sorting"], criterion=p["criterion"],
-                                applied=self.method == "refill" or last, rate=p["rate"],
-                                head_ratio=self.head_ratios[s], mlp_ratio=self.mlp_ratios[s],
-                                elementwise_sparsity=round(result.elementwise_sparsity, 4),
-                                **result.report.to_dict(), seconds=result.seconds))
-            rewind = self.rewind if self.rewind_kind != "none" else None
-            if last:
-                apply_masks(self.model, result.m_s)
-                self._save_best(evaluate(self.model, self.data.val, self.device, self.amp)[1])
-            elif self.method == "refill":
-                begin_refill_state(self.model, result.m_s, rewind)
-            else:
-                if rewind is not None:
-                    rewind.restore(self.model)
-                self.target = result.m_s
-        self.state, self.epoch, self.batch = s + 1, 0, 0
-        self.info = StateInfo()
-        if self.state < self.states:
-            pending.append(self._state_started_event(rewound_to=p["rewind"]))
-        path = self._save_latest(pending=pending)
-        for ev in pending:
-            self.emit(**ev)
-        self.last_state_ended = next(e for e in pending if e["event"] == "state_ended")
-        self.emit("checkpoint", state=s, epoch=self.epochs - 1, batch=None, kind="latest",
-                  path=path)
-        if self.stop_requested and self.state < self.states:
-            raise StopRequested
-
-    # ------------------------------------------------------------------ events
-    def _emit_run_started(self) -> None:
-        cfg, st = self.cfg, self.struct
-        import timm
-
-        self.emit("run_started", run_id=self.run_dir.name, name=cfg["run"]["name"],
-                  config=cfg,
-                  model={"name": self.spec["name"],
-                         "params": sum(p.numel() for p in self.model.parameters()),
-                         "prunable_weights": st.total_weights, "blocks": len(st),
-                         "heads_per_block": [b.num_heads for b in st],
-                         "neurons_per_block": [b.hidden for b in st],
-                         "weights_source": self.weights_source,
-                         "img_size": model_mod.input_size(self.model)},
-                  data={"dataset": self.data.name, "train": self.data.train.num_samples,
-                        "val": self.data.val.num_samples,
-                        "test": self.data.test.num_samples if self.data.test else 0,
-                        "num_classes": self.data.num_classes,
-                        "img_size": cfg["data"]["resize"] or model_mod.input_size(self.model)},
-                  device=str(self.device), pid=os.getpid(), host=socket.gethostname(),
-                  states=self.states, epochs=self.epochs, method=self.method,
-                  sorting=cfg["prune"]["sorting"], criterion=cfg["prune"]["criterion"],
-                  head_ratio=self.head_ratios, mlp_ratio=self.mlp_ratios,
-                  batches_per_epoch=self.nb,
-                  versions={"tuiprune": __version__, "torch": torch.__version__,
-                            "timm": timm.__version__})
-
-    def _state_started_event(self, rewound_to) -> dict:
-        squeezing = None
-        if self.method == "rsst" and self.target is not None:
-            weights, heads, neurons = squeeze_counts(self.model, self.target)
-            squeezing = {"regularized": weights, "heads": heads, "neurons": neurons}
-        return dict(event="state_started", state=self.state, method=self.method,
-                    epochs=self.epochs,
-                    sparsity=round(sparsity_report(self.model).sparsity, 4),
-                    rewound_to=rewound_to, squeezing=squeezing)
-
-    def _emit_state_started(self, rewound_to) -> None:
-        ev = self._state_started_event(rewound_to)
-        self.emit(**ev)
+    def _finish(self, status: str, message: str, code: int) -> int:
+        self._best_effort(lambda: self._end(status, message))
+        return code
 
     def _end(self, status: str, message: str) -> None:
         """``run_ended``: the results of the state in progress, or of the last finished one."""
-        if self.info.best_val_acc >= 0:
-            best, final, test = (self.info.best_val_acc, self.info.last_val_acc,
-                                 self.info.best_test_acc)
+        prog = self.rs.progress
+        if prog.best_val_acc >= 0:
+            best, final, test = prog.best_val_acc, prog.last_val_acc, prog.best_test_acc
         else:
             last = self.last_state_ended or {}
             best, final, test = (last.get("best_val_acc"), last.get("final_val_acc"),
                                  last.get("test_acc"))
         sparsity = None
-        if hasattr(self, "model"):
+        if self._phase == "run":
+            from engine.pruning import sparsity_report
+
             sparsity = round(sparsity_report(self.model).sparsity, 4)
         self.emit("run_ended", status=status, best_val_acc=best, final_val_acc=final,
                   test_acc=test, sparsity=sparsity, seconds=time.time() - self.t_start,
-                  message=message)
-        self.log.close()
+                  message=message, stopped_by=self.stopped_by if status == "stopped" else None)
+        if status == "stopped":
+            clear_stop_request(self.run_dir)
+
+    def _last_good(self) -> str:
+        latest = rundir.checkpoint_path(self.run_dir, rundir.LATEST)
+        return str(latest) if latest.is_file() else "none yet (the run restarts from the start)"
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        for message in sorted(self.warned):
+            self.emit("warning", message=message)
+        while self.rs.state < self.states:
+            self._prepare_state()
+            while self.rs.epoch < self.epochs:
+                self._train_epoch()
+            self._end_of_state()
+
+    def _prepare_state(self) -> None:
+        """Optimizer, (RSST) regulariser and epoch loop for the state at ``rs.state``."""
+        rs, t = self.rs, self.cfg["train"]
+        optimizer = make_optimizer(self.model, t)
+        if rs.optimizer is not None:
+            optimizer.load_state_dict(rs.optimizer)
+            rs.optimizer = None
+        reg = None
+        if self.method == "rsst" and rs.target is not None:
+            r = self.cfg["rsst"]
+            params = dict(schedule=r["schedule"], reg_granularity=r["reg_granularity"],
+                          exponents=r["exponents"], reg_ceiling=r["reg_ceiling"])
+            ramp = ramp_length(r["ramp"], self.nb, self.epochs)
+            reg = RSSTRegularizer(self.model, rs.target, ramp_steps=ramp, **params)
+            if rs.rsst is not None:
+                reg.load_state_dict(rs.rsst)
+                rs.rsst = None
+            elif rs.epoch == 0 and rs.batch == 0:  # the state begins: is its ramp too late?
+                lrs = [lr_at(t, i, self.nb) for i in range(self.nb * self.epochs)]
+                late = late_ramp_warning(lrs, ramp, steps_per_epoch=self.nb, **params)
+                if late:
+                    self.emit("warning", message=late, state=rs.state)
+        self.trainer = Trainer(self.model, optimizer, t, self.device, self.amp, reg)
+        self.epoch_loop = EpochLoop(self.trainer, self.data.train, t, self,
+                                    checkpoint_seconds=self.cfg["run"]["checkpoint_minutes"]
+                                    * 60)
+
+    def _train_epoch(self) -> None:
+        rs, t = self.rs, self.cfg["train"]
+        s, e = rs.state, rs.epoch
+        if rs.batch == 0:
+            rs.tally = EpochTally()
+            self.emit("epoch_started", state=s, epoch=e, batches=self.nb,
+                      lr=lr_at(t, e * self.nb, self.nb))
+            if self.trainer.reg is not None and self.cfg["rsst"]["ramp"] == "epoch":
+                self.trainer.reg.restart_ramp()
+        self.model.train()
+        tally = self.epoch_loop.run(s, e, rs.batch, data_mod.mix_seed(self.cfg["run"]["seed"],
+                                                                       s, e), base=rs.tally)
+        self._finish_epoch(tally)
+
+    def _evaluate(self):
+        """(val loss, val acc, test loss, test acc) of the model now."""
+        val_loss, val_acc = evaluate(self.model, self.data.val, self.device, self.amp)
+        test_loss = test_acc = None
+        if self.data.test is not None:
+            test_loss, test_acc = evaluate(self.model, self.data.test, self.device, self.amp)
+        return val_loss, val_acc, test_loss, test_acc
+
+    def _finish_epoch(self, tally: EpochTally) -> None:
+        rs, s, e = self.rs, self.rs.state, self.rs.epoch
+        bad = ckpt.nonfinite(self.model.state_dict())
+        if bad:
+            raise NonFiniteWeights(
+                f"weights became non-finite (NaN/inf) at the end of state {s}, epoch {e} "
+                f"({bad[0]} first); the last good checkpoint is kept. Lower train.lr, or check "
+                f"rsst.reg_ceiling / the data")
+        val_loss, val_acc, test_loss, test_acc = self._evaluate()
+        prog = rs.progress
+        best = val_acc > prog.best_val_acc
+        if best:
+            prog.best_val_acc, prog.best_epoch, prog.best_test_acc = val_acc, e, test_acc
+        prog.last_val_acc = val_acc
+        prog.seconds += tally.seconds
+        reg = self.trainer.reg
+        ended = dict(event="epoch_ended", state=s, epoch=e,
+                     train_loss=tally.loss_sum / max(tally.seen, 1),
+                     train_acc=100.0 * tally.correct / max(tally.seen, 1), val_loss=val_loss,
+                     val_acc=val_acc, test_loss=test_loss, test_acc=test_acc,
+                     seconds=tally.seconds, images_per_s=tally.seen / max(tally.seconds, 1e-9),
+                     lr=lr_at(self.cfg["train"], (e + 1) * self.nb - 1, self.nb),
+                     **{"lambda": reg.value if reg is not None else None}, best=best)
+        if best and rs.target is None:  # RSST with a pending cut: best is saved post-cut
+            self._save_best(val_acc)
+        if s == 0 and self.rewind_kind == "epoch" and e + 1 == self.rewind_epoch:
+            self.rewind = RewindTarget.capture(self.model)
+            self._save_weights("rewind", self.rewind.state, rundir.REWIND, epoch=e + 1)
+        rs.epoch, rs.batch, rs.tally = e + 1, 0, EpochTally()
+        path = self._commit_latest("latest", pending=[ended])
+        self.emit(**ended)
+        self.emit("checkpoint", state=s, epoch=e, batch=None, kind="latest", path=path)
+        if self.stop_requested and rs.epoch < self.epochs:
+            raise StopRequested
+
+    def _end_of_state(self) -> None:
+        """Hard cut (RSST), state summary, pruning step and the move to the next state."""
+        rs, s = self.rs, self.rs.state
+        pending = []
+        if self.trainer.reg is not None:  # the final λ of the state is always in the log
+            self.report_lambda(self.trainer.optimizer.param_groups[0]["lr"])
+        final_val = rs.progress.last_val_acc
+        if self.method == "rsst" and rs.target is not None:
+            residual = hard_cut(self.model, rs.target)
+            _, after, _, test_acc = self._evaluate()
+            pending.append(runevents.hard_cut(s, self.model, final_val, after, residual))
+            rs.target, self.trainer.reg = None, None
+            final_val = after
+            rs.progress.best_test_acc = test_acc
+            self._save_best(after)
+        from engine.pruning import sparsity_report
+
+        prog = rs.progress
+        pending.append(dict(event="state_ended", state=s, best_val_acc=prog.best_val_acc,
+                            best_epoch=prog.best_epoch, final_val_acc=final_val,
+                            test_acc=prog.best_test_acc,
+                            sparsity=round(sparsity_report(self.model).sparsity, 4),
+                            seconds=prog.seconds))
+        if s < pruning_steps(self.cfg):
+            pending.append(self._pruning_step(s))
+        rs.state, rs.epoch, rs.batch, rs.progress = s + 1, 0, 0, StateProgress()
+        if rs.state < self.states:
+            pending.append(runevents.state_started(rs.state, self.method, self.epochs,
+                                                   self.model, rs.target,
+                                                   self.cfg["prune"]["rewind"]))
+        path = self._commit_latest("latest", pending=pending)
+        for ev in pending:
+            self.emit(**ev)
+        self.last_state_ended = next(e for e in pending if e["event"] == "state_ended")
+        self.emit("checkpoint", state=s, epoch=self.epochs - 1, batch=None, kind="latest",
+                  path=path)
+        if self.stop_requested and rs.state < self.states:
+            raise StopRequested
+
+    def _pruning_step(self, s: int) -> dict:
+        """Score the trained weights, then cut (Refill, or the last state) or set the RSST
+        target; rewind. Returns the ``pruned`` event."""
+        p = self.cfg["prune"]
+        calib = (calibration_batches(self.data.calib, p["calib_batches"])
+                 if p["criterion"] in ACTIVATION_CRITERIA else None)
+        result = prune_step(self.model, rate=p["rate"], head_ratio=self.head_ratios[s],
+                            mlp_ratio=self.mlp_ratios[s], sorting=p["sorting"],
+                            criterion=p["criterion"], calib=calib)
+        last = s == self.states - 1  # prune_last: no training follows, cut now
+        event = runevents.pruned(s, self.method, p, self.head_ratios[s], self.mlp_ratios[s],
+                                 result, applied=self.method == "refill" or last)
+        rewind = self.rewind if self.rewind_kind != "none" else None
+        if last:
+            apply_masks(self.model, result.m_s)
+            self._save_best(self._evaluate()[1])
+        elif self.method == "refill":
+            begin_refill_state(self.model, result.m_s, rewind)
+        else:
+            self.rs.target = begin_rsst_state(self.model, result.m_s, rewind)
+        return event
+
+    # ------------------------------------------------------------------ reporting (EpochHost)
+    def report_lambda(self, lr: float) -> None:
+        reg = self.trainer.reg
+        self.emit("lambda", state=self.rs.state, step=reg.steps_taken, steps=reg.ramp_steps,
+                  value=reg.value, regularized=reg.regularized, heads=reg.heads,
+                  neurons=reg.neurons)
+        t = self.cfg["train"]
+        msg = reg.stability_warning(lr, t["momentum"] if t["optimizer"] == "sgd" else 0.0)
+        if msg and ("lambda", self.rs.state) not in self.warned:
+            self.warned.add(("lambda", self.rs.state))
+            self.emit("warning", message=msg, state=self.rs.state, epoch=self.rs.epoch)
+
+    def save_mid_epoch(self, batch: int, tally: EpochTally) -> None:
+        """Mid-epoch checkpoint: a resume continues at ``batch`` with ``tally`` so far."""
+        kind = "stop" if self.stop_requested else "latest"
+        path = self._commit_latest(kind, batch=batch, tally=tally)
+        self.emit("checkpoint", state=self.rs.state, epoch=self.rs.epoch, batch=batch,
+                  kind=kind, path=path)
+
+    def _emit_run_started(self) -> None:
+        self.emit(**runevents.run_started(self.cfg, self.run_dir.name, self.model, self.struct,
+                                          self.spec, self.weights_source, self.data,
+                                          self.device, self.head_ratios, self.mlp_ratios,
+                                          self.nb))
 
     # ------------------------------------------------------------------ checkpoints
-    def _common(self, kind: str) -> dict:
-        return {"format": ckpt_io.FORMAT, "kind": kind,
-                "model": self.model.state_dict(), "masks": current_masks(self.model),
-                "model_spec": self.spec, "state": self.state, "epoch": self.epoch}
+    def _commit(self, ck: dict, name: str) -> str:
+        with self._critical_section():
+            ckpt.commit(ck, rundir.checkpoint_path(self.run_dir, name))
+        return rundir.relative(name)
 
-    def _save_best(self, val_acc: float, state: Optional[int] = None) -> None:
-        state = self.state if state is None else state
-        ck = self._common("best")
-        ck.update(state=state, epoch=self.epoch, val_acc=val_acc)
-        ckpt_io.save_atomic(ck, self.ckpt_dir / rundir.best_name(state))
-        self.emit("checkpoint", state=state, epoch=self.epoch, batch=None, kind="best",
-                  path=f"{rundir.CHECKPOINT_DIR}/{rundir.best_name(state)}")
+    def _save_weights(self, kind: str, state_dict: dict, name: str, epoch: int) -> None:
+        """A rewind target (``init.pt``, ``rewind.pt``): weights only."""
+        self._commit(ckpt.layout(kind, state_dict, None, self.spec, 0, epoch), name)
 
-    def _save_rewind(self) -> None:
-        ckpt_io.save_atomic({"format": ckpt_io.FORMAT, "kind": "rewind",
-                             "model": self.rewind.state, "masks": None,
-                             "model_spec": self.spec, "state": 0, "epoch": self.epoch + 1,
-                             "val_acc": None}, self.ckpt_dir / "rewind.pt")
+    def _save_best(self, val_acc: float) -> None:
+        rs = self.rs
+        name = rundir.best_name(rs.state)
+        path = self._commit(ckpt.layout("best", self.model.state_dict(),
+                                        current_masks(self.model), self.spec, rs.state,
+                                        rs.epoch, val_acc), name)
+        self.emit("checkpoint", state=rs.state, epoch=rs.epoch, batch=None, kind="best",
+                  path=path)
 
-    def _save_latest(self, kind: str = "latest", pending: Optional[list] = None) -> str:
-        ck = self._common(kind)
-        ck.update(batch=self.batch, val_acc=self.info.last_val_acc,
-                  optimizer=self.optimizer.state_dict() if self.epoch or self.batch else None,
-                  target=self.target,
-                  rsst=self.reg.state_dict() if self.reg is not None else None,
-                  info=vars(self.info).copy(), partial=vars(self.partial).copy(),
-                  pending_events=pending or [], warned=[w for w in self.warned
-                                                       if isinstance(w, str)],
-                  rng={"torch": torch.get_rng_state(),
-                       "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda"
-                       else []})
-        ckpt_io.save_atomic(ck, self.ckpt_dir / rundir.LATEST)
-        return f"{rundir.CHECKPOINT_DIR}/{rundir.LATEST}"
+    def _commit_latest(self, kind: str, pending: Optional[list] = None,
+                       batch: Optional[int] = None,
+                       tally: Optional[EpochTally] = None) -> str:
+        rs = self.rs
+        batch = rs.batch if batch is None else batch
+        snapshot = dataclasses.replace(
+            rs, batch=batch, tally=tally or rs.tally, pending_events=pending or [],
+            optimizer=self.trainer.optimizer.state_dict() if rs.epoch or batch else None,
+            rsst=self.trainer.reg.state_dict() if self.trainer.reg is not None else None,
+            warned=sorted(w for w in self.warned if isinstance(w, str)),
+            rng={"torch": torch.get_rng_state(),
+                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
+        return self._commit(ckpt.layout(kind, self.model.state_dict(),
+                                        current_masks(self.model), self.spec, rs.state,
+                                        rs.epoch, rs.progress.last_val_acc, snapshot),
+                            rundir.LATEST)
 
     def _restore(self, ck: dict) -> None:
         self.model.load_state_dict(ck["model"])
         if ck.get("masks"):
             apply_masks(self.model, {k: v.to(self.device) for k, v in ck["masks"].items()})
-        self.state, self.epoch, self.batch = ck["state"], ck["epoch"], ck.get("batch", 0)
-        self.target = ({k: v.to(self.device) for k, v in ck["target"].items()}
-                       if ck.get("target") else None)
-        self.reg_state = ck.get("rsst")
-        self.optimizer_state = ck.get("optimizer")
-        self.info = StateInfo(**ck["info"])
-        self.partial = Partial(**ck["partial"])
+        self.rs = rs = RunState.from_checkpoint(ck)
+        if rs.target:
+            rs.target = {k: v.to(self.device) for k, v in rs.target.items()}
         if self.rewind_kind == "init":
-            init = ckpt_io.load_checkpoint(self.ckpt_dir / rundir.INIT)
-            self.rewind = RewindTarget({k: v.to(self.device) for k, v in init["model"].items()})
-        elif self.rewind_kind == "epoch" and (self.ckpt_dir / "rewind.pt").is_file():
-            rw = ckpt_io.load_checkpoint(self.ckpt_dir / "rewind.pt")
-            self.rewind = RewindTarget({k: v.to(self.device) for k, v in rw["model"].items()})
-        torch.set_rng_state(ck["rng"]["torch"])
-        if self.device.type == "cuda" and ck["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
-        self.warned = set(ck.get("warned", []))
-        if self.state >= self.states:
+            self.rewind = self._load_rewind(rundir.INIT)
+        elif self.rewind_kind == "epoch" and rundir.checkpoint_path(
+                self.run_dir, rundir.REWIND).is_file():
+            self.rewind = self._load_rewind(rundir.REWIND)
+        torch.set_rng_state(rs.rng["torch"])
+        if self.device.type == "cuda" and rs.rng["cuda"]:
+            torch.cuda.set_rng_state_all(rs.rng["cuda"])
+        self.warned = set(rs.warned)
+        if rs.state >= self.states:
             raise UserError(f"run {self.run_dir} finished all {self.states} states; nothing "
                             f"to resume")
 
-
-@dataclass
-class LogSummary:
-    """What a resume needs to know of an existing log, gathered in one streaming pass (a long
-    run's log has millions of lines; holding them all would cost gigabytes)."""
-
-    next_seq: int = 0
-    last_status: Optional[str] = None
-    kinds: set = field(default_factory=set)
-    durable: set = field(default_factory=set)
-    last_state_ended: Optional[dict] = None
-
-    @classmethod
-    def read(cls, path: Path) -> "LogSummary":
-        summary = cls()
-        for ev in iter_events(path):
-            summary.note(ev)
-        return summary
-
-    def note(self, ev: dict) -> None:
-        kind = ev["event"]
-        self.next_seq = max(self.next_seq, ev.get("seq", -1) + 1)
-        self.kinds.add(kind)
-        if kind in DURABLE:
-            self.durable.add(_durable_key(ev))
-        if kind == "run_ended":
-            self.last_status = ev.get("status")
-        elif kind == "state_ended":
-            self.last_state_ended = ev
+    def _load_rewind(self, name: str) -> RewindTarget:
+        saved = ckpt.load_checkpoint(rundir.checkpoint_path(self.run_dir, name))
+        return RewindTarget({k: v.to(self.device) for k, v in saved["model"].items()})
 
 
-def _durable_key(ev: dict) -> tuple:
-    return (ev["event"],) + tuple(ev.get(k) for k in DURABLE[ev["event"]])
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise WriteFailed(path, exc) from None

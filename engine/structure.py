@@ -1,4 +1,5 @@
-"""Where the prunable structures of a timm Vision Transformer live.
+"""Where the prunable structures of a timm Vision Transformer live (docs/algorithm.md,
+"Structures").
 
 A *head* h of block b is the q, k and v rows of ``blocks.b.attn.qkv.weight`` for head h plus
 columns ``h*D:(h+1)*D`` of ``blocks.b.attn.proj.weight``; a *neuron* n is row n of
@@ -57,6 +58,16 @@ class BlockStructure:
     def weights_per_neuron(self) -> int:
         return self.fc1.weight.shape[1] + self.fc2.weight.shape[0]
 
+    @property
+    def incoming_per_head(self) -> int:
+        """A head's q, k and v rows of ``qkv.weight``: the weights ``remain`` counts."""
+        return 3 * self.head_dim * self.dim
+
+    @property
+    def incoming_per_neuron(self) -> int:
+        """A neuron's row of ``fc1.weight``: the weights ``remain`` counts."""
+        return self.fc1.weight.shape[1]
+
     # --- per-structure views: reshape (no copy) so dim 1 / dim 0 indexes the structure ---
     def qkv_heads(self, t: torch.Tensor) -> torch.Tensor:
         """``(3*H*D, C)`` → ``(3, H, D, C)``."""
@@ -100,7 +111,7 @@ class VitStructure:
         return sum(b.attn_weights + b.mlp_weights for b in self.blocks)
 
 
-def describe(model: nn.Module) -> VitStructure:
+def vit_structure(model: nn.Module) -> VitStructure:
     """Find the prunable structure of a timm-style ViT, or explain what is missing.
 
     Raises ``TypeError`` for a non-module and ``ValueError`` naming the model class and the
@@ -120,6 +131,9 @@ def describe(model: nn.Module) -> VitStructure:
     for i, block in enumerate(blocks):
         out.append(_describe_block(cls, i, block))
     return VitStructure(tuple(out))
+
+
+# The former name, kept while callers outside the pruning library move to ``vit_structure``.
 
 
 def _describe_block(cls: str, i: int, block: nn.Module) -> BlockStructure:

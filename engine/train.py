@@ -11,16 +11,13 @@ from torch import nn
 
 
 def make_optimizer(model: nn.Module, t: dict) -> torch.optim.Optimizer:
-    """SGD or AdamW; no weight decay on 1-d parameters (norms, biases) and on the parameters
-    timm lists in ``no_weight_decay()`` (position embedding, class token)."""
-    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-    groups = [{"params": decay, "weight_decay": t["weight_decay"]},
-              {"params": no_decay, "weight_decay": 0.0}]
+    """SGD (Nesterov when there is momentum) or AdamW over timm's weight-decay groups: no
+    decay on 1-d parameters (norms, biases) nor on those the model lists in
+    ``no_weight_decay()`` (position embedding, class token)."""
+    from timm.optim import param_groups_weight_decay
+
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+    groups = param_groups_weight_decay(model, t["weight_decay"], no_weight_decay_list=skip)
     if t["optimizer"] == "adamw":
         return torch.optim.AdamW(groups, lr=t["lr"])
     return torch.optim.SGD(groups, lr=t["lr"], momentum=t["momentum"],
@@ -94,3 +91,42 @@ def calibration_batches(source, n: int):
             break
         out.append(batch)
     return out
+
+
+class Trainer:
+    """One optimizer step at a time: forward under autocast, loss, backward (fp16 loss
+    scaling), the RSST squeeze, gradient clipping, the step. Never syncs with the device."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, t: dict,
+                 device: torch.device, amp: Optional[torch.dtype], reg=None) -> None:
+        self.model, self.optimizer, self.t = model, optimizer, t
+        self.device, self.amp, self.reg = device, amp, reg
+        self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+
+    def step(self, x: torch.Tensor, y: torch.Tensor,
+             lr: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Train on one batch at learning rate ``lr``; returns the detached loss and the
+        number of correct predictions (device tensors)."""
+        opt = self.optimizer
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with autocast(self.device, self.amp):
+            logits = self.model(x)
+            loss = nn.functional.cross_entropy(logits, y,
+                                               label_smoothing=self.t["label_smoothing"])
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if self.reg is not None:
+            self.reg.step()
+        if self.t["grad_clip"] > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.t["grad_clip"])
+        if self.scaler is not None:
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()

@@ -1,4 +1,4 @@
-"""The building blocks the run loop calls between pruning states (DESIGN.md §2, steps 1–5).
+"""The building blocks the run loop calls between pruning states (docs/algorithm.md, "A run").
 
 Refill: ``prune_step`` on the trained weights → ``begin_refill_state`` (cut, then rewind).
 RSST:   ``prune_step`` → ``begin_rsst_state`` (rewind, squeeze toward the target) → at the end
@@ -16,11 +16,10 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
-from engine.pruning import (Masks, SparsityReport, _check_masks, apply_masks, current_masks,
+from engine.pruning import (Masks, SparsityReport, apply_masks, check_masks, current_masks,
                             elementwise_masks, sparsity_report, structured_masks)
 from engine.rewind import RewindTarget
-from engine.rsst import RSSTRegularizer
-from engine.structure import describe
+from engine.structure import vit_structure
 
 
 @dataclass
@@ -56,20 +55,23 @@ def begin_refill_state(model: nn.Module, m_s: Masks,
         rewind.restore(model)
 
 
-def begin_rsst_state(model: nn.Module, m_s: Masks, rewind: Optional[RewindTarget],
-                     **regularizer_kwargs) -> RSSTRegularizer:
-    """RSST: rewind (the current hard mask stays), then squeeze everything outside ``m_s``."""
+def begin_rsst_state(model: nn.Module, m_s: Masks,
+                     rewind: Optional[RewindTarget]) -> Masks:
+    """RSST: rewind (the current hard mask stays, nothing is cut) and return ``m_s`` as the
+    pending target. The state that follows squeezes toward it with an
+    :class:`engine.rsst.RSSTRegularizer` built when it begins training, so that a resume in
+    the middle of the state rebuilds the same regulariser at the same ramp position."""
     if rewind is not None:
         rewind.restore(model)
-    return RSSTRegularizer(model, m_s, **regularizer_kwargs)
+    return m_s
 
 
 @torch.no_grad()
 def hard_cut(model: nn.Module, m_s: Masks) -> float:
     """Apply the RSST target as a hard mask; return the L2 norm of the weights it removed
     (close to 0 when the squeeze worked)."""
-    struct = describe(model)
-    m_s = _check_masks(struct, m_s, "m_s")
+    struct = vit_structure(model)
+    m_s = check_masks(struct, m_s, "m_s")
     linears = struct.linears()
     removed = sum(float((linears[name].weight * (mask == 0)).pow(2).sum())
                   for name, mask in m_s.items())

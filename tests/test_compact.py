@@ -1,13 +1,12 @@
-"""engine.compact: physically removing pruned heads and neurons.
+"""engine.compact (physically removing pruned heads and neurons), engine.artifact (saving,
+loading, torch.export) and engine.measure (sizes and latency, never touching the caller's model).
 
 Small custom ViTs (32 px, patch 8 → 17 tokens, width 64, 4 heads of 16, 3 blocks) keep this
-fast. Every parameter is re-drawn at random (timm initialises biases to zero, which would hide a
-pruned head's q/k/v *bias* — the part of a pruned head that is not masked).
+fast (``compact_helpers``). Expected sizes are worked out from the shapes by hand.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -16,56 +15,16 @@ import textwrap
 
 import pytest
 import torch
+from compact_helpers import (C_, HID, SPEC, TOL, H, D, X, hand_masks, make_model, masked, out,
+                             set_fused, vit_macs, vit_params)
 from torch import nn
 
-import timm
 from timm.layers import Attention, GluMlp
 
+from engine import artifact as A
 from engine import compact as C
-from engine.pruning import apply_masks, elementwise_masks, structured_masks
-from test_pruning import loop_masks   # row-by-row reference masks (timm qkv layout)
-
-SPEC = {"name": "vit_small_patch16_224",
-        "kwargs": {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 3, "num_heads": 4,
-                   "num_classes": 10}}
-H, D, C_, HID = 4, 16, 64, 256
-TOL = 1e-4
-
-
-def make_model(seed: int = 0, **overrides) -> nn.Module:
-    spec = {"name": SPEC["name"], "kwargs": {**SPEC["kwargs"], **overrides}}
-    torch.manual_seed(seed)
-    model = timm.create_model(spec["name"], pretrained=False, **spec["kwargs"])
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.15)
-    model.model_spec = spec
-    return model.eval()
-
-
-def hand_masks(model: nn.Module, heads=None, neurons=None):
-    """Dense masks pruning ``heads[b]`` (head indices) and ``neurons[b]`` of block b."""
-    return loop_masks(model, heads or {}, neurons or {})
-
-
-def masked(model, masks):
-    m = copy.deepcopy(model)
-    apply_masks(m, masks)
-    return m
-
-
-def set_fused(model, flag: bool):
-    for m in model.modules():
-        if hasattr(m, "fused_attn"):
-            m.fused_attn = flag
-
-
-def out(model, x):
-    with torch.no_grad():
-        return model(x)
-
-
-X = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+from engine import measure as M
+from engine.pruning import elementwise_masks, structured_masks
 
 
 def engine_masks(model, sorting, ratio=0.5):
@@ -91,9 +50,9 @@ def test_engine_masks_equivalence(sorting, fused):
     assert all(blk.attn.fused_attn is fused for blk in small.blocks
                if isinstance(blk.attn, Attention))
     # the pruned parameters are really gone
-    removed = sum((H - len(b.heads_kept)) * (4 * D * C_ + 3 * D) + (HID - len(b.neurons_kept))
-                  * (2 * C_ + 1) for b in kept.blocks)
-    assert C.count_params(small) == C.count_params(model) - removed
+    per_block = [(len(b.heads_kept), len(b.neurons_kept)) for b in kept.blocks]
+    assert M.count_params(small) == vit_params(per_block) < vit_params([(H, HID)] * 3)
+    assert sum(p.numel() for p in small.state_dict().values()) == vit_params(per_block)
     diff = (out(ref, X) - out(small, X)).abs().max().item()
     assert diff < TOL, diff
     # and the check is not vacuous: the dense (unmasked) model answers differently
@@ -273,24 +232,49 @@ def test_unsupported_variants_are_rejected(build, match):
 
 # ------------------------------------------------------------------------ size
 
-def test_macs_match_the_analytic_count():
+def test_macs_and_params_match_the_analytic_count():
     model = make_model()
     masks = hand_masks(model, heads={0: [0, 1], 1: [0, 1, 2, 3]}, neurons={2: list(range(100))})
     small = C.compact(model, masks)
-    T = (32 // 8) ** 2 + 1
-    patch = 16 * 3 * 8 * 8 * C_
-    head = C_ * 10
+    assert M.count_macs(model) == vit_macs([(H, HID)] * 3)
+    assert M.count_macs(small) == vit_macs([(2, HID), (0, HID), (H, HID - 100)])
+    assert M.count_macs(small, batch=4) == 4 * vit_macs([(2, HID), (0, HID), (H, HID - 100)])
+    assert M.count_params(model) == vit_params([(H, HID)] * 3)
+    assert M.count_params(small) == vit_params([(2, HID), (0, HID), (H, HID - 100)])
 
-    def macs(per_block):
-        total = patch + head
-        for h, n in per_block:
-            total += T * C_ * 3 * h * D + 2 * h * T * T * D + T * h * D * C_   # qkv, attn, proj
-            total += 2 * T * C_ * n                                            # fc1, fc2
-        return total
 
-    assert C.count_macs(model) == macs([(H, HID)] * 3)
-    assert C.count_macs(small) == macs([(2, HID), (0, HID), (H, HID - 100)])
-    assert C.count_macs(small, batch=4) == 4 * C.count_macs(small)
+def _snapshot(model):
+    return (model.training, [m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")],
+            {n: (p.data_ptr(), p.device, p.requires_grad) for n, p in model.named_parameters()},
+            {k: v.clone() for k, v in model.state_dict().items()})
+
+
+def test_measurement_never_changes_the_callers_model():
+    """Counting, timing and comparing work on copies: mode, attention path, device,
+    parameter storage and values of the models given are the same afterwards."""
+    model = make_model().train()
+    set_fused(model, True)
+    small = C.compact(model, hand_masks(model, heads={0: [1]})).train()
+    before = [_snapshot(m) for m in (model, small)]
+    M.count_macs(model)
+    M.count_params(model)
+    M.time_models({"a": model, "b": small}, 2, reps=1, warmup=1)
+    M.max_abs_diff(model, small)
+    M.max_abs_output(small)
+    for m, (training, fused, params, state) in zip((model, small), before):
+        now = _snapshot(m)
+        assert (now[0], now[1], now[2]) == (training, fused, params)
+        assert all(torch.equal(state[k], now[3][k]) for k in state)
+
+
+def test_time_models_reports_every_repetition():
+    model = make_model()
+    t = M.time_models({"a": model, "b": C.compact(model, hand_masks(model, heads={0: [0]}))},
+                      batch=2, reps=3, warmup=1)
+    assert set(t) == {"a", "b"}
+    for r in t.values():
+        assert r["reps"] == 3 and r["batch"] == 2
+        assert 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"]
 
 
 # ------------------------------------------------------------------------ save / load / artifact
@@ -300,18 +284,18 @@ def test_save_load_roundtrip(tmp_path):
     masks = hand_masks(model, heads={0: [3], 1: [0, 1, 2, 3]}, neurons={2: list(range(HID)),
                                                                         0: [1, 2, 200]})
     ref = masked(model, masks)
-    kept = C.save(ref, masks, tmp_path)
-    doc = json.loads((tmp_path / C.STRUCTURE_FILE).read_text())
+    kept = A.save(ref, masks, tmp_path)
+    doc = json.loads((tmp_path / A.STRUCTURE_FILE).read_text())
     assert doc["model_spec"] == SPEC | {"kwargs": {**SPEC["kwargs"], "init_values": 0.3}}
     assert doc["blocks"][0]["heads_kept"] == [0, 1, 2]
     assert doc["blocks"][1]["heads_kept"] == [] and doc["blocks"][2]["neurons_kept"] == []
     assert (doc["heads_kept"], doc["neurons_kept"]) == (kept.heads_kept, kept.neurons_kept)
-    loaded = C.load(tmp_path)
+    loaded = A.load(tmp_path)
     assert C.kept_of(loaded) == [(3, HID - 3), (0, HID), (H, 0)]
     assert (out(ref, X) - out(loaded, X)).abs().max().item() < TOL
     # saving the already-compacted model with its Kept gives the same files' content
-    C.save(C.compact(ref, masks), kept, tmp_path / "again", model_spec=model.model_spec)
-    again = C.load(tmp_path / "again")
+    A.save(C.compact(ref, masks), kept, tmp_path / "again", model_spec=model.model_spec)
+    again = A.load(tmp_path / "again")
     assert torch.equal(out(loaded, X), out(again, X))
 
 
@@ -320,7 +304,7 @@ def test_save_rejects_a_model_of_another_shape(tmp_path):
     kept = C.kept_from_masks(model, hand_masks(model, heads={0: [1]}))
     other = C.compact(model, hand_masks(model, heads={0: [1, 2]}))
     with pytest.raises(ValueError, match="masks/model mismatch"):
-        C.save(other, kept, tmp_path)
+        A.save(other, kept, tmp_path)
 
 
 BLOCK_IMPORTS = textwrap.dedent("""
@@ -345,7 +329,9 @@ def test_program_runs_without_tuiprune_or_timm(tmp_path):
     model = make_model()
     masks = hand_masks(model, heads={0: [0, 2], 2: [0, 1, 2, 3]}, neurons={1: list(range(HID))})
     small = C.compact(masked(model, masks), masks)
-    C.export_program(small, tmp_path / "model.pt2", X[:2])
+    small.train()
+    A.export_program(small, tmp_path / "model.pt2", X[:2])
+    assert small.training                   # exported from an eval-mode copy
     x5 = torch.randn(5, 3, 32, 32)
     torch.save(x5, tmp_path / "x.pt")
     script = BLOCK_IMPORTS + textwrap.dedent("""
@@ -359,6 +345,6 @@ def test_program_runs_without_tuiprune_or_timm(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     y = torch.load(tmp_path / "y.pt")
-    ref = out(small, x5)
+    ref = out(small.eval(), x5)
     assert (y["b5"] - ref).abs().max().item() < TOL
     assert (y["b1"] - ref[:1]).abs().max().item() < TOL

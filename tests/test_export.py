@@ -3,6 +3,8 @@
 Run directories are built here with checkpoints in the engine's documented format
 (``{"format", "kind", "model", "masks", "model_spec", "state", "epoch", "val_acc"}``) on a
 small ViT, so the test stays fast; ``TUIPRUNE_EXPORT_REPS`` cuts the timed repetitions.
+export.json's sizes are checked against tensors counted in the files written and against the
+arithmetic of the model's shapes, never against the functions that produced them.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from compact_helpers import HID, H, X, hand_masks, make_model, out, vit_macs, vit_params
+from safetensors import safe_open
+
+from engine import artifact as A
 from engine import compact as C
 from engine.errors import UserError
 from engine.pruning import apply_masks
-from test_compact import HID, H, X, hand_masks, make_model, out
+from engine.rundir import EXPORT_FILE
 from tuiprune import export as E
 
 MASKS = dict(heads={0: [1, 3], 1: [0, 1, 2, 3]}, neurons={0: list(range(0, HID, 2)),
@@ -52,6 +58,13 @@ def interrupted_run(tmp_path, monkeypatch):
     return run, ref.eval()
 
 
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
 def leftovers(parent: Path):
     return sorted(p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name)
 
@@ -61,22 +74,27 @@ def test_export_of_an_interrupted_run(interrupted_run):
     assert E.export_main(run) == 0
     out_dir = run / "export-state1"
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(
-        [E.EXPORT_FILE, C.WEIGHTS_FILE, C.STRUCTURE_FILE, C.PROGRAM_FILE])
+        [EXPORT_FILE, A.WEIGHTS_FILE, A.STRUCTURE_FILE, A.PROGRAM_FILE])
     assert leftovers(run) == []
 
-    loaded = C.load(out_dir)
+    loaded = A.load(out_dir)
     assert (out(ref, X) - out(loaded, X)).abs().max().item() < 1e-4
-    program = torch.export.load(str(out_dir / C.PROGRAM_FILE)).module()
+    program = torch.export.load(str(out_dir / A.PROGRAM_FILE)).module()
     assert (out(ref, X) - program(X)).abs().max().item() < 1e-4
 
-    doc = json.loads((out_dir / E.EXPORT_FILE).read_text())
+    doc = json.loads((out_dir / EXPORT_FILE).read_text())
     assert (doc["state"], doc["checkpoint"], doc["val_acc"]) == (1, "checkpoints/state1_best.pt",
                                                                  41.5)
-    dense = make_model()
-    assert doc["params"]["before"] == C.count_params(dense)
-    assert doc["params"]["after"] == C.count_params(loaded) < doc["params"]["before"]
-    assert doc["macs"]["before"] == C.count_macs(dense)
-    assert doc["macs"]["after"] == C.count_macs(loaded) < doc["macs"]["before"]
+    # MASKS: block 0 keeps 2 heads and half the neurons, block 1 no head, block 2 no neuron
+    kept = [(2, HID // 2), (0, HID), (H, 0)]
+    saved = torch.load(run / "checkpoints" / "state1_best.pt", weights_only=True)["model"]
+    with safe_open(str(out_dir / A.WEIGHTS_FILE), "pt") as f:
+        written = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+    assert doc["params"]["before"] == sum(t.numel() for t in saved.values()) == \
+        vit_params([(H, HID)] * 3)
+    assert doc["params"]["after"] == written == vit_params(kept)
+    assert doc["macs"]["before"] == vit_macs([(H, HID)] * 3)
+    assert doc["macs"]["after"] == vit_macs(kept)
     s = doc["structure"]
     assert (s["heads_kept"], s["heads_total"]) == (3 * H - 6, 3 * H)
     assert (s["neurons_kept"], s["neurons_total"]) == (3 * HID - HID // 2 - HID, 3 * HID)
@@ -94,12 +112,12 @@ def test_export_given_state_and_out(interrupted_run, tmp_path):
     run, _ = interrupted_run
     dest = tmp_path / "deploy" / "vit"
     assert E.export_main(run, state=0, out=dest) == 0
-    doc = json.loads((dest / E.EXPORT_FILE).read_text())
+    doc = json.loads((dest / EXPORT_FILE).read_text())
     assert doc["state"] == 0 and doc["params"]["before"] == doc["params"]["after"]
-    assert C.kept_of(C.load(dest)) == [(H, HID)] * 3
+    assert C.kept_of(A.load(dest)) == [(H, HID)] * 3
     # exporting again replaces the earlier export, atomically
     assert E.export_main(run, state=1, out=dest) == 0
-    assert json.loads((dest / E.EXPORT_FILE).read_text())["state"] == 1
+    assert json.loads((dest / EXPORT_FILE).read_text())["state"] == 1
     assert leftovers(dest.parent) == []
 
 
@@ -152,7 +170,7 @@ def test_weights_of_another_model_are_refused(interrupted_run):
     ckpt["model"] = other.state_dict()
     ckpt["masks"] = None
     torch.save(ckpt, run / "checkpoints" / "state1_best.pt")
-    with pytest.raises(UserError, match="saved weights do not fit"):
+    with pytest.raises(UserError, match="saved weights or masks do not fit its model spec"):
         E.export_main(run)
     (run / "checkpoints" / "state1_best.pt").write_bytes(b"torn")
     with pytest.raises(UserError, match="cannot read checkpoint"):
@@ -166,7 +184,7 @@ def test_failure_midway_leaves_nothing(interrupted_run, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(C, "export_program", boom)
+    monkeypatch.setattr(A, "export_program", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         E.export_main(run)
     assert not (run / "export-state1").exists() and leftovers(run) == []
@@ -205,11 +223,16 @@ def test_export_of_a_real_interrupted_run(tmp_path, monkeypatch):
     (run / "checkpoints" / "state2_best.pt").unlink()
     assert E.export_main(run) == 0
     dense, masks, ckpt = load_model(run / "checkpoints" / "state1_best.pt")
-    small = C.load(run / "export-state1")
-    kept = C.kept_from_masks(dense, masks)
-    assert 0 < kept.heads_kept < kept.heads_total
-    assert C.kept_of(small) == [(len(b.heads_kept), len(b.neurons_kept)) for b in kept.blocks]
-    x = torch.randn(4, *C.input_shape(dense))
+    small = A.load(run / "export-state1")
+    # what the log says is in force after state 1's hard cut, per block
+    cut = next(json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()
+               if '"hard_cut"' in x and json.loads(x)["state"] == 1)
+    assert C.kept_of(small) == [(l["heads_kept"], l["neurons_kept"]) for l in cut["layers"]]
+    x = torch.randn(4, 3, 32, 32)
     assert (out(dense, x) - out(small, x)).abs().max().item() < 1e-4
-    doc = json.loads((run / "export-state1" / E.EXPORT_FILE).read_text())
-    assert doc["val_acc"] == ckpt["val_acc"] and doc["params"]["after"] == C.count_params(small)
+    doc = json.loads((run / "export-state1" / EXPORT_FILE).read_text())
+    assert doc["val_acc"] == ckpt["val_acc"]
+    assert doc["params"]["after"] == sum(p.numel() for p in small.state_dict().values())
+    assert doc["params"]["before"] - doc["params"]["after"] == cut["zeros"] + sum(
+        (l["heads_total"] - l["heads_kept"]) * 3 * 12 + (l["neurons_total"] - l["neurons_kept"])
+        for l in cut["layers"])        # pruned weights plus their qkv / fc1 biases

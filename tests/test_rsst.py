@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from engine.pruning import apply_masks, current_masks
-from engine.rsst import SCHEDULES, RSSTRegularizer, lambda_at
-from test_pruning import batch, loop_masks, pruned_values, randomize
+from engine.rsst import (SCHEDULES, RSSTRegularizer, lambda_at, late_ramp_share,
+                         late_ramp_warning, ramp_length)
+from helpers.pruning import batch, loop_masks, pruned_values, randomize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -19,7 +20,7 @@ BIG = 1e12  # a ceiling that never binds
 
 
 def reference_lambdas(schedule, steps, g, k=4.0):
-    """λ after each update, written the way DESIGN.md §2.4 states the schedules."""
+    """λ after each update, written the way docs/algorithm.md states the schedules."""
     out, lam, u = [], 0.0, 0.0
     for t in range(steps):
         if schedule == "x":
@@ -226,3 +227,94 @@ def test_bad_arguments(tiny_vit):
         RSSTRegularizer(model, {"head": torch.ones(10, 64)})
     with pytest.raises(ValueError, match=r"current\['blocks.0.attn.qkv'\] has shape"):
         RSSTRegularizer(model, target, current={"blocks.0.attn.qkv": torch.ones(2, 2)})
+
+
+@pytest.mark.parametrize("arg", ["exponents", "reg_granularity", "reg_ceiling"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_lambda_parameters_must_be_finite_and_positive(tiny_vit, arg, value):
+    model = tiny_vit()
+    target = loop_masks(model, {0: [1]}, {})
+    with pytest.raises(ValueError, match=rf"{arg} must be a finite number > 0, got {value}"):
+        RSSTRegularizer(model, target, **{arg: value})
+    with pytest.raises(ValueError, match=rf"{arg} must be a finite number > 0"):
+        late_ramp_share([0.1] * 10, 10, **{arg: value})
+
+
+@pytest.mark.parametrize("value", ["4", None, True])
+def test_exponents_must_be_a_number(tiny_vit, value):
+    model = tiny_vit()
+    with pytest.raises(TypeError, match="exponents must be a finite number > 0"):
+        RSSTRegularizer(model, loop_masks(model, {0: [1]}, {}), exponents=value)
+
+
+# --------------------------------------------------------------------------- λ ramp vs lr
+def demo_like_lrs(steps_per_epoch=28, epochs=2, warmup=14, peak=0.002):
+    """Linear warm-up then cosine to 0, written out: the demo's 56-step RSST state."""
+    total = steps_per_epoch * epochs
+    out = []
+    for i in range(total):
+        if i < warmup:
+            out.append(peak * (i + 1) / warmup)
+        else:
+            out.append(peak * 0.5 * (1 + math.cos(math.pi * (i - warmup) / (total - warmup))))
+    return out
+
+
+def custom_lambda(u, T, k, g=1.0):
+    """exp_custom_exponents at ramp position u = t + 1 of T (k = 1: exp_custom)."""
+    return g / (math.e - 1) * (math.exp((u / T) ** k) - 1)
+
+
+def test_late_ramp_share_of_the_demo_like_state():
+    lrs = demo_like_lrs()
+    # cosine below 10 % of its peak: 0.5 (1 + cos(pi p)) < 0.1  ⇔  p > acos(-0.8) / pi
+    p_late = math.acos(-0.8) / math.pi
+    entry = 14 + math.floor(p_late * 42) + 1  # first step with progress (i - 14) / 42 > p_late
+    assert lrs[entry] < 0.1 * 0.002 <= lrs[entry - 1]
+    # a ramp that only rises: the late share is what λ still has to gain when the lr is low
+    want_k4 = 1 - custom_lambda(entry, 56, 4) / custom_lambda(56, 56, 4)
+    want_k1 = 1 - custom_lambda(entry, 56, 1) / custom_lambda(56, 56, 1)
+    got_k4 = late_ramp_share(lrs, 56, schedule="exp_custom_exponents", exponents=4)
+    got_k1 = late_ramp_share(lrs, 56, schedule="exp_custom")
+    assert got_k4 == pytest.approx(want_k4, rel=1e-9)
+    assert got_k1 == pytest.approx(want_k1, rel=1e-9)
+    assert got_k4 > 0.5 > got_k1  # k = 4 rises late; exp_custom is quieter
+
+    # ramp = "epoch": two equal rises of g, only the second epoch's tail is late
+    want_epoch = (1 - custom_lambda(entry - 28, 28, 4)) / 2
+    assert late_ramp_share(lrs, 28, exponents=4) == pytest.approx(want_epoch, rel=1e-9)
+
+    msg = late_ramp_warning(lrs, 56, schedule="exp_custom_exponents", exponents=4,
+                            steps_per_epoch=28)
+    assert msg is not None
+    assert f"{want_k4:.0%} of its rise" in msg and f"the {56 - entry} of the state's 56" in msg
+    assert f'rsst.schedule = "exp_custom" (puts {want_k1:.0%} there)' in msg
+    assert f'rsst.ramp = "epoch" (puts {want_epoch:.0%} there)' in msg
+    assert late_ramp_warning(lrs, 56, schedule="exp_custom") is None
+
+
+def test_late_ramp_share_takes_a_callable_and_a_constant_lr_is_never_late():
+    lrs = demo_like_lrs()
+    assert late_ramp_share(lambda i: lrs[i], 56, steps=56) == late_ramp_share(lrs, 56)
+    assert late_ramp_share([0.01] * 40, 40) == 0.0
+    assert late_ramp_warning([0.01] * 40, 40) is None
+    # warm-up steps below 10 % of the peak come before it: not late
+    assert late_ramp_share([0.0001, 0.001, 0.01, 0.01], 4, schedule="x", reg_granularity=0.25) == 0
+
+
+def test_late_ramp_share_bad_input():
+    with pytest.raises(ValueError, match="lrs must hold the learning rate of at least one step"):
+        late_ramp_share([], 10)
+    with pytest.raises(ValueError, match="lrs must be finite learning rates >= 0"):
+        late_ramp_share([0.1, float("nan")], 10)
+    with pytest.raises(TypeError, match="steps is required"):
+        late_ramp_share(lambda i: 0.1, 10)
+    with pytest.raises(ValueError, match="ramp_steps must be >= 1"):
+        late_ramp_share([0.1], 0)
+
+
+def test_ramp_length():
+    assert ramp_length("epoch", 28, 2) == 28
+    assert ramp_length("state", 28, 2) == 56
+    with pytest.raises(ValueError, match="ramp must be one of 'state', 'epoch'"):
+        ramp_length("batch", 28, 2)

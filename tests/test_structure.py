@@ -9,13 +9,13 @@ from timm.layers import GluMlp
 from torch import nn
 
 from engine.pruning import elementwise_masks, structured_masks
-from engine.structure import describe
+from engine.structure import vit_structure
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_vit_small_layout_matches_the_spec():
-    s = describe(timm.create_model("vit_small_patch16_224", pretrained=False))
+    s = vit_structure(timm.create_model("vit_small_patch16_224", pretrained=False))
     assert len(s) == 12
     assert s.total_weights == 21_233_664
     assert s.total_heads == 72 and s.total_neurons == 12 * 1536
@@ -23,6 +23,7 @@ def test_vit_small_layout_matches_the_spec():
     assert (b.index, b.prefix, b.num_heads, b.head_dim, b.dim, b.hidden) == (
         5, "blocks.5", 6, 64, 384, 1536)
     assert b.weights_per_head == 98_304 and b.weights_per_neuron == 768
+    assert b.incoming_per_head == 3 * 64 * 384 and b.incoming_per_neuron == 384
     assert b.names == ("blocks.5.attn.qkv", "blocks.5.attn.proj", "blocks.5.mlp.fc1",
                        "blocks.5.mlp.fc2")
     assert s.names[0] == "blocks.0.attn.qkv" and s.names[-1] == "blocks.11.mlp.fc2"
@@ -30,7 +31,7 @@ def test_vit_small_layout_matches_the_spec():
 
 
 def test_head_views_index_the_head_on_dim_1(tiny_vit):
-    b = describe(tiny_vit()).blocks[0]
+    b = vit_structure(tiny_vit()).blocks[0]
     H, D, C = b.num_heads, b.head_dim, b.dim
     rows = torch.arange(3 * H * D).view(-1, 1).expand(3 * H * D, C)
     view = b.qkv_heads(rows)
@@ -50,7 +51,7 @@ def test_custom_head_dim_is_supported(tiny_vit):
     model = tiny_vit()
     from timm.layers import Attention
     model.blocks[1].attn = Attention(64, num_heads=4, attn_head_dim=8, qkv_bias=True)
-    b = describe(model).blocks[1]
+    b = vit_structure(model).blocks[1]
     assert (b.num_heads, b.head_dim) == (4, 8)
     assert b.weights_per_head == 3 * 8 * 64 + 64 * 8
 
@@ -62,7 +63,7 @@ class NotAViT(nn.Module):
 
 
 @pytest.mark.parametrize("call", [
-    lambda m: describe(m),
+    lambda m: vit_structure(m),
     lambda m: elementwise_masks(m, 0.3),
     lambda m: structured_masks(m, None),
 ])
@@ -76,19 +77,19 @@ def test_empty_blocks_is_rejected():
     m = NotAViT()
     m.blocks = nn.Sequential()
     with pytest.raises(ValueError, match="NotAViT has no ViT blocks"):
-        describe(m)
+        vit_structure(m)
 
 
 def test_block_missing_a_layer_is_named(tiny_vit):
     model = tiny_vit()
     model.blocks[2].mlp.fc2 = nn.Identity()
     with pytest.raises(ValueError, match=r"VisionTransformer\.blocks\[2\].*mlp\.fc2"):
-        describe(model)
+        vit_structure(model)
 
 
 def test_not_a_module_is_a_type_error():
     with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
-        describe({"blocks": []})
+        vit_structure({"blocks": []})
 
 
 @pytest.mark.parametrize("overrides, needle", [
@@ -98,4 +99,4 @@ def test_not_a_module_is_a_type_error():
 ])
 def test_unsupported_block_variants_are_explained(tiny_vit, overrides, needle):
     with pytest.raises(ValueError, match=needle):
-        describe(tiny_vit(**overrides))
+        vit_structure(tiny_vit(**overrides))

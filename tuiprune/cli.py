@@ -38,7 +38,9 @@ def run(
                                            help="Write into this (new) run directory."),
 ) -> None:
     """Run a pruning experiment headless (Rich progress on a terminal, plain lines otherwise)."""
-    from tuiprune.run_command import run_main
+    from tuiprune.run_command import run_main, stop_on_signals
+
+    stop_on_signals()  # from here on, before torch is even imported, a stop is orderly
 
     raise typer.Exit(run_main(config, overrides=set_, dry_run=dry_run, resume=resume,
                               run_dir=run_dir))
@@ -97,16 +99,44 @@ def report(
     raise typer.Exit(report_main(run_dir, compare=compare, out=out))
 
 
+@app.command()
+def stop(
+    run_dir: Path = typer.Argument(..., help="The run directory whose engine should stop."),
+) -> None:
+    """Ask a running engine to checkpoint and stop (it ends with status ``stopped``)."""
+    from tuiprune.stop_command import stop_main
+
+    raise typer.Exit(stop_main(run_dir))
+
+
 def main() -> None:
-    """Console-script entry point: user errors become one line on stderr and exit status 2."""
+    """Console-script entry point. Every message that reaches the terminal goes through
+    :func:`tuiprune.format.printable`: user errors are one line on stderr with exit status 2,
+    command-line mistakes name the problem and the command's ``--help``, and a crash prints its
+    traceback made safe (status 1)."""
+    from tuiprune.format import printable
+
     try:
-        app()
+        code = app(standalone_mode=False)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except typer.TyperException as exc:  # a command-line mistake, found by the parser
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already on the screen
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"error: {printable(exc.format_message())}{hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception:
+        import traceback
+
+        print(printable(traceback.format_exc()), file=sys.stderr, end="")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

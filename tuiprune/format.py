@@ -89,6 +89,12 @@ def ratio(kept: Any, total: Any) -> str:
     return f"{count(kept)}/{count(total)}"
 
 
+def signed(value: Any, digits: int = 2) -> str:
+    """``+1.25`` / ``-0.50``: a difference, always with its sign."""
+    v = finite(value)
+    return NO_VALUE if v is None else f"{v:+.{digits}f}"
+
+
 def fraction_pct(value: Any) -> str:
     """A fraction (0–1) as a whole percentage: ``0.3`` → ``30%``."""
     v = finite(value)

@@ -2,24 +2,74 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-from engine.config import apply_overrides, dumps, load_config, read_toml, resolve, step_ratios
+from engine.config import (apply_overrides, check_output_dir, dumps, load_config, read_toml,
+                           resolve, step_ratios)
 from engine.errors import UserError
 from engine.keep import expected_kept
-from engine.events import EVENTS_FILE
 from engine.pidfile import engine_alive, read_pidfile
-from engine.rundir import CONFIG_FILE, new_run_dir, require_run_dir
+from engine.rundir import CONFIG_FILE, EVENTS_FILE, new_run_dir, require_run_dir
+from tuiprune.format import printable
 
 RESUME_OVERRIDABLE = {"run.device", "run.checkpoint_minutes", "data.workers"}
+
+
+class StoppedEarly(Exception):
+    """SIGINT/SIGTERM arrived before the engine took over its own signal handling."""
+
+
+def _stop_early(signum, _frame) -> None:
+    raise StoppedEarly(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """Turn SIGINT/SIGTERM into an orderly stop until the run loop installs its own handlers
+    (importing torch and building the model take seconds; a stop then must not kill the
+    process without a word)."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _stop_early)
 
 
 def run_main(config: Optional[Path], overrides: List[str], dry_run: bool = False,
              resume: Optional[Path] = None, run_dir: Optional[Path] = None) -> int:
     """Entry point of ``tuiprune run``; returns the exit code (0 completed, 1 failed,
     3 stopped)."""
+    try:
+        return _run_main(config, overrides, dry_run, resume, run_dir)
+    except StoppedEarly as exc:
+        where = run_dir if run_dir is not None else resume
+        if where is not None:
+            _log_early_stop(Path(where), str(exc))
+        print(f"{exc} received during set-up, before training began: stopped",
+              file=sys.stderr)
+        return 3
+
+
+def _log_early_stop(run_dir: Path, signame: str) -> None:
+    """A run directory made by `watch` says in its log that its engine stopped (torch-free)."""
+    from engine.events import EventLog
+    from engine.lock import RunLock
+
+    log_path = run_dir / EVENTS_FILE
+    if not (run_dir / CONFIG_FILE).is_file() or (log_path.exists()
+                                                 and log_path.stat().st_size):
+        return  # not a fresh watch directory (a resume keeps its log as it is)
+    try:
+        with RunLock(run_dir):
+            log = EventLog(log_path)
+            log.emit("run_ended", status="stopped", message=f"{signame} received during "
+                     f"set-up, before training began; start it again with `tuiprune run "
+                     f"--resume {run_dir}`")
+            log.close()
+    except Exception:  # best effort: the process is stopping anyway
+        pass
+
+
+def _run_main(config, overrides, dry_run, resume, run_dir) -> int:
     if resume is not None:
         if config is not None:
             raise UserError("give either a CONFIG to start a run or --resume RUN_DIR, not both")
@@ -30,9 +80,10 @@ def run_main(config: Optional[Path], overrides: List[str], dry_run: bool = False
     cfg = load_config(config, overrides)
     if dry_run:
         return _dry_run(cfg)
+    check_output_dir(cfg)
     if run_dir is not None:
         run_dir = Path(run_dir)
-        if (run_dir / EVENTS_FILE).exists():
+        if (run_dir / EVENTS_FILE).exists() and (run_dir / EVENTS_FILE).stat().st_size:
             raise UserError(f"{run_dir} already holds a run; resume it with `tuiprune run "
                             f"--resume {run_dir}` or choose a new directory")
     else:
@@ -68,9 +119,17 @@ def _execute(cfg: dict, run_dir: Path, resume: bool) -> int:
         code = run.resume() if resume else run.start()
     finally:
         printer.close()
-    printer.summary(run_dir)
-    if code != 0:
-        print(f"run directory: {run_dir}", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        printer.summary(run_dir)
+        if run.exit_note:
+            print(f"error: {printable(run.exit_note)}" if code == 1 else
+                  printable(run.exit_note), file=sys.stderr)
+        if code != 0:
+            print(f"run directory: {printable(run_dir)}", file=sys.stderr)
+    except OSError:
+        pass  # the terminal or engine.log is gone (disk full): the log has the story
     return code
 
 
@@ -78,19 +137,20 @@ def _dry_run(cfg: dict) -> int:
     """Print the resolved config and the model's prunable structure; train nothing."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from engine import data as data_mod
     from engine import model as model_mod
-    from engine.structure import describe
+    from engine.structure import vit_structure
 
     console = Console(highlight=False)
     console.print("# resolved configuration", style="bold")
     console.print(dumps(cfg), markup=False)
     spec = model_mod.model_spec(cfg, data_mod.num_classes(cfg))
     model = model_mod.create(spec)
-    struct = describe(model)
-    table = Table(title=f"prunable structure of {spec['name']} "
-                        f"({sum(p.numel() for p in model.parameters()):,} parameters)",
+    struct = vit_structure(model)
+    table = Table(title=Text(f"prunable structure of {spec['name']} "
+                             f"({sum(p.numel() for p in model.parameters()):,} parameters)"),
                   title_justify="left")
     for col in ("block", "heads", "head dim", "neurons", "weights"):
         table.add_column(col, justify="right")
@@ -110,7 +170,7 @@ def _dry_run(cfg: dict) -> int:
         console.print(f"after pruning step {step} ({sorting}): {sum(heads)} of "
                       f"{struct.total_heads} heads and {sum(neurons)} of "
                       f"{struct.total_neurons} neurons kept")
-    console.print(f"weights: {_weights_note(cfg)}")
+    console.print(f"weights: {printable(_weights_note(cfg))}", markup=False)
     return 0
 
 

@@ -171,3 +171,20 @@ def test_long_strings_are_cut_and_every_stored_string_is_printable():
     warning = next(e for e in view.log if e.level == "warning")
     assert warning.text.startswith("\\x9b2J\\x1b[2J") and len(warning.text) < 2 * MAX_TEXT_CHARS
     assert "more characters" in warning.text
+
+
+def test_the_sparsity_pane_shows_the_step_after_a_state_or_the_structure_in_force():
+    from tuiprune.dashboard.widgets.sparsity import structure_for
+
+    refill = reduce(synthlog.events("refill", states=3, epochs=1, batches=2))
+    # steps after states 0 and 1 are applied; state 2 has none: step 1 is in force during it
+    assert [structure_for(refill, i)[1] for i in range(3)] == [
+        "after state 0", "after state 1", "in force during state 2 (step after state 1)"]
+    assert structure_for(refill, 2)[0] is refill.states[1].pruned
+    rsst = reduce(synthlog.events("rsst", states=3, epochs=1, batches=2))
+    assert [structure_for(rsst, i)[1] for i in range(3)] == [
+        "target after state 0 (cut at the end of state 1)",
+        "target after state 1 (cut at the end of state 2)", "after state 2 (hard cut)"]
+    crashed = reduce(synthlog.events("rsst", states=3, epochs=1, batches=4, crash_at_state=1))
+    assert structure_for(crashed, 1)[1] == "target squeezed during state 1 (cut at its end)"
+    assert structure_for(reduce([]), 0) == (None, "no state yet")

@@ -7,6 +7,7 @@ from typing import Hashable, List, Optional, Tuple
 from rich.text import Text
 from textual.containers import VerticalScroll
 
+from engine.runlog import structure_in_force
 from tuiprune import format as fmt
 from tuiprune.dashboard.charts import bar, segmented_bar
 from tuiprune.dashboard.context import Context
@@ -20,8 +21,9 @@ MAX_ROWS = 256  # blocks drawn (real ViTs have a few dozen)
 
 def structure_for(view: RunView, index: int) -> Tuple[Optional[Structure], str]:
     """The mask to show for state ``index`` and what it is: the pruning step after it (the
-    seed report's table), else its RSST hard cut, else the RSST target it squeezes toward,
-    else the mask in force during it."""
+    seed report's table), else the RSST target it squeezes toward, else the structure in
+    force at its end by the one rule of ``engine.runlog.structure_in_force`` (its hard cut,
+    or an earlier step or cut)."""
     if not view.states:
         return None, "no state yet"
     st = view.states[index]
@@ -29,15 +31,18 @@ def structure_for(view: RunView, index: int) -> Tuple[Optional[Structure], str]:
         if st.pruned.applied:
             return st.pruned, f"after state {index}"
         return st.pruned, f"target after state {index} (cut at the end of state {index + 1})"
-    if st.hard_cut is not None:
+    applied = {k: s.pruned.applied for k, s in enumerate(view.states) if s.pruned is not None}
+    cuts = [k for k, s in enumerate(view.states) if s.hard_cut is not None]
+    found = structure_in_force(index, applied, cuts, len(view.states) - 1)
+    if found == ("hard_cut", index):
         return st.hard_cut, f"after state {index} (hard cut)"
     before = view.states[index - 1].pruned if index else None
     if before is not None and not before.applied:
         return before, f"target squeezed during state {index} (cut at its end)"
-    for earlier in reversed(view.states[:index]):
-        s = earlier.hard_cut if view.is_rsst else earlier.pruned
-        if s is not None:
-            return s, f"in force during state {index} (step after state {s.state})"
+    if found is not None:
+        kind, k = found
+        s = view.states[k].hard_cut if kind == "hard_cut" else view.states[k].pruned
+        return s, f"in force during state {index} (step after state {s.state})"
     return None, f"state {index}: dense (no pruning step yet)"
 
 
