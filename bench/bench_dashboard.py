@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -122,6 +123,8 @@ def one_run(tmp: Path, tag: str, sets: List[str], ui_root: Optional[Path]
     finally:
         if board:
             board.close()
+        if cpu_seconds(engine) is not None:  # interrupted: stop the engine it started
+            os.kill(engine, signal.SIGTERM)
     speeds = [e["images_per_s"] for e in events(run_dir) if e.get("event") == "epoch_ended"]
     return statistics.mean(speeds), follow, idle
 
