@@ -121,6 +121,7 @@ def print_events(run: Path, objects: Callable[[Path], List[object]] = changed_ob
         for obj in objects(run):
             printer(obj)
         printer.close()
+        assert printer.failed == 0, "a printer handler raised (see stderr)"
         shown = RICH_OWN.sub("", stream.getvalue()) if tty else stream.getvalue()
         assert not UNSAFE.search(shown), repr(UNSAFE.search(shown))
 

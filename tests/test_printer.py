@@ -26,6 +26,7 @@ def fed(tty: bool, width: int = 200) -> str:
         printer(ev)
     printer.close()
     printer.summary(RSST)
+    assert printer.failed == 0 and printer.skipped == 0
     return stream.getvalue()
 
 
@@ -72,3 +73,16 @@ def test_an_event_that_does_not_fit_is_skipped_and_counted_not_raised():
         printer(bad)
     printer({"v": 1, "event": "warning", "time": 1.0, "seq": 1, "message": "still here"})
     assert printer.skipped == 4 and stream.getvalue() == "warning: still here\n"
+
+
+def test_a_failing_handler_is_said_once_and_does_not_reach_the_run(capsys):
+    class Broken(Printer):
+        def on_warning(self, ev):
+            raise RuntimeError("bug \x1b]0;x\x07")
+
+    printer = Broken(stream=io.StringIO(), tty=False)
+    for seq in range(3):
+        printer({"v": 1, "event": "warning", "time": 1.0, "seq": seq, "message": "m"})
+    assert printer.failed == 3
+    err = capsys.readouterr().err
+    assert err.count("could not show a warning event") == 1 and "\x1b" not in err

@@ -94,6 +94,7 @@ class Printer:
         self.task = None
         self.run: Event = {}
         self.skipped = 0  # events that did not fit the schema
+        self.failed = 0  # events whose output failed (a printer bug must not stop a run)
 
     # --- output primitives
     def line(self, text: str, style: str = "") -> None:
@@ -138,8 +139,16 @@ class Printer:
         if checked is None:
             return
         handler = getattr(self, "on_" + checked["event"], None)
-        if handler is not None:
+        if handler is None:
+            return
+        try:
             handler(fmt.printable_tree(checked))
+        except Exception as exc:  # noqa: BLE001 - the run goes on; say so once
+            self.failed += 1
+            if self.failed == 1:
+                print(f"tuiprune: the output could not show a {checked['event']} event "
+                      f"({type(exc).__name__}: {fmt.printable(exc)}); the run goes on",
+                      file=sys.stderr)
 
     def on_run_started(self, ev: Event) -> None:
         self.run = ev

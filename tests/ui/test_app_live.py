@@ -125,3 +125,18 @@ async def test_one_new_batch_redraws_the_progress_line_and_not_the_charts(run_co
                        what="the progress line redrawn")
         changed = {k for k, v in redraws(app).items() if v != before[k]}
         assert changed <= {"progress", "header"}  # the header's ETA may move with it
+
+
+async def test_a_reducer_bug_is_shown_and_the_dashboard_goes_on(monkeypatch):
+    from tuiprune.dashboard.reducer import Reducer
+
+    def broken(self, ev):
+        raise ZeroDivisionError("a bug in the reducer")
+
+    monkeypatch.setattr(Reducer, "_hard_cut", broken)
+    app = DashboardApp(RSST / "events.jsonl", RSST, mode="replay", speed=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await wait_for(pilot, lambda: "could not show some events (ZeroDivisionError: a bug in "
+                       "the reducer)" in screen_text(app), what="the bug, reported")
+        assert app.return_code is None  # still running

@@ -83,6 +83,7 @@ def printed(run, tty: bool) -> str:
         printer(ev)
     printer.close()
     printer.summary(run)
+    assert printer.failed == 0
     return stream.getvalue()
 
 

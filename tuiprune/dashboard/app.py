@@ -133,7 +133,8 @@ class DashboardApp(App[None]):
                 return
 
     def _reader_failed(self, error: BaseException) -> None:
-        self.post_message(ReaderFailed(type(self.source).__name__, error))
+        reader = "replay" if isinstance(self.source, Player) else "log reader"
+        self.post_message(ReaderFailed(reader, error))
 
     def on_chunk_read(self, message: ChunkRead) -> None:
         try:
@@ -144,14 +145,17 @@ class DashboardApp(App[None]):
     def on_reader_failed(self, message: ReaderFailed) -> None:
         self.reader_failed = True
         error = message.error
-        reader = "replay" if message.reader == "Player" else "log reader"
-        self.ctx.reducer.note("error", f"the {reader} stopped: {type(error).__name__}: "
-                              f"{error}; what was read so far is shown")
+        self.ctx.reducer.note("error", f"the {message.reader} stopped: "
+                              f"{type(error).__name__}: {error}; what was read so far is shown")
         self.schedule_redraw()
 
     def apply_chunk(self, chunk: Chunk) -> None:
         reducer = self.ctx.reducer
-        reducer.apply_chunk(chunk)
+        try:
+            reducer.apply_chunk(chunk)
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the screen away
+            reducer.note("error", f"the dashboard could not show some events "
+                         f"({type(exc).__name__}: {exc}); it goes on with the rest")
         self.chunks_applied += 1
         if chunk.caught_up and not self.caught_up:
             self.caught_up = True

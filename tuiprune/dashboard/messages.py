@@ -25,5 +25,5 @@ class ChunkRead(Message, bubble=False):
 class ReaderFailed(Message, bubble=False):
     """The log reader (tailer or replay player) stopped on an exception."""
 
-    reader: str
+    reader: str  # "log reader" | "replay"
     error: BaseException
