@@ -299,7 +299,7 @@ def test_report_without_torch(tmp_path):
 def test_prune_last_run_verifies(tmp_path):
     """A real RSST run with ``prune_last``: its last best checkpoint holds the step made after
     the last state (applied at once), and every row says so."""
-    from runs_helpers import sets, tuiprune
+    from helpers.runs import sets, tuiprune
 
     proc = tuiprune("run", "demo", *sets(f"run.output_dir='{tmp_path}'", "run.name='pl'",
                                          "prune.states=2", "prune.prune_last=true",

@@ -20,7 +20,7 @@ from engine import checkpoint as ckpt_mod
 from engine.config import load_config
 from engine.lock import RunLock
 from engine.runner import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, Run
-from runs_helpers import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
+from helpers.runs import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from engine.train import lr_at, make_optimizer
-from runs_helpers import epoch_counts, events, of, overrides
+from helpers.runs import epoch_counts, events, of, overrides
 from tuiprune.run_command import run_main
 
 T = {"epochs": 4, "lr": 0.1, "warmup_epochs": 1.0, "schedule": "cosine", "gamma": 0.5,
