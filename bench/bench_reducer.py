@@ -29,9 +29,9 @@ from typing import Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import synthlog  # noqa: E402
+from helpers import synthlog  # noqa: E402
 from engine.logread import CHUNK_BYTES, LineSplitter, iter_chunks  # noqa: E402
 from tuiprune.dashboard.reducer import Reducer  # noqa: E402
 

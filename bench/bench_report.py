@@ -4,7 +4,7 @@ Target: the whole command (start-up, reading the log, five figures, Markdown, wr
 <= 10 s, and memory that does not grow with the log: the same command on a log a quarter as
 long must peak within 20 MB of it.
 
-The log is generated: ``tests/ui/synthlog.py`` (RSST, 20 states x 40 epochs, one ``batch``
+The log is generated: ``tests/helpers/synthlog.py`` (RSST, 20 states x 40 epochs, one ``batch``
 and one ``lambda`` event per optimizer step, 650 batches per epoch to pass 1 M lines) with a
 ``system`` event every 10 s of its clock and at each epoch end (``tests/system_log.py``).
 
@@ -26,10 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "ui"))
 
-import synthlog  # noqa: E402
-from system_log import with_system  # noqa: E402
+from helpers import synthlog  # noqa: E402
+from helpers.system_log import with_system  # noqa: E402
 
 TARGET_S = 10.0
 TARGET_GROWTH_MB = 20.0

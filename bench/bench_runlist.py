@@ -8,7 +8,7 @@ second), and ``tuiprune ls DIR`` end to end (a new process: interpreter start in
 Every row is checked against the whole-log fold (``engine.runlog.read_log``) so the fast path
 cannot be fast by being wrong. Exit status 1 when the target is missed or a row is wrong.
 
-The logs are generated (``tests/ui/synthlog.py``: RSST and Refill, one ``batch`` event per
+The logs are generated (``tests/helpers/synthlog.py``: RSST and Refill, one ``batch`` event per
 step, RSST also one ``lambda`` event), half of them with a config that differs in two keys.
 
     .venv/bin/python bench/bench_runlist.py [--runs 200] [--lines 10000] [--keep DIR]
@@ -28,9 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "ui"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import synthlog  # noqa: E402
+from helpers import synthlog  # noqa: E402
 from engine.runlog import read_log  # noqa: E402
 from tuiprune.runlist import list_runs  # noqa: E402
 

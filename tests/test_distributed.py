@@ -17,7 +17,7 @@ import torch
 
 from engine.distributed import Ranks, ShardedSource, check_batch, check_gpus
 from engine.errors import UserError
-from runs_helpers import epoch_counts, events, of, overrides, wait_for
+from helpers.runs import epoch_counts, events, of, overrides, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from report_helpers import RUNS
+from helpers.report import RUNS
 
-sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import synthlog  # noqa: E402
+from helpers import synthlog  # noqa: E402
 
 from engine import logread  # noqa: E402
 from engine.logread import envelope, iter_chunks, parse_line, parse_text  # noqa: E402

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "ui"))
 
-import synthlog  # noqa: E402
+from helpers import synthlog  # noqa: E402
 from engine.config import dumps, load_config  # noqa: E402
 from engine.pidfile import write_pidfile  # noqa: E402
 from engine.runlog import read_log  # noqa: E402

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from report_helpers import (COMPLETED, RUNS, copy_run, events, f2, md_table, of, section,
+from helpers.report import (COMPLETED, RUNS, copy_run, events, f2, md_table, of, section,
                             verification)
 
 from engine.errors import UserError

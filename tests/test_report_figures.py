@@ -15,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from report_helpers import RUNS, copy_run, events, md_table, of, plain
+from helpers.report import RUNS, copy_run, events, md_table, of, plain
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - 3.10
     import tomli as tomllib
 
-sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import synthlog  # noqa: E402
-from system_log import with_system  # noqa: E402
+from helpers import synthlog  # noqa: E402
+from helpers.system_log import with_system  # noqa: E402
 
 from engine.runlog import read_log  # noqa: E402
 from engine.series import SERIES_POINTS  # noqa: E402

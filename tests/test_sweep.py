@@ -18,7 +18,7 @@ import pytest
 from engine.config import load_config
 from engine.pidfile import engine_alive, read_pidfile
 from engine.sweepdir import SWEEP_FILE, SWEEP_LOG, read_sweep
-from runs_helpers import TINY, epoch_counts, events, of
+from helpers.runs import TINY, epoch_counts, events, of
 from tuiprune.sweep_plan import parse_grid_args, plan_sweep, split_values
 from tuiprune.sweep_slots import Slots
 

@@ -237,7 +237,7 @@ def test_ranks_field_from_gathered_samples():
                          "integrator); see the sysreport branch's report")
 @pytest.mark.slow
 def test_demo_run_has_system_events(tmp_path):
-    from runs_helpers import sets, tuiprune
+    from helpers.runs import sets, tuiprune
 
     proc = tuiprune("run", "demo", *sets(f"run.output_dir='{tmp_path}'", "run.name='sys'",
                                          "prune.states=1", "train.epochs=2",
