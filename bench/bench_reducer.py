@@ -5,7 +5,7 @@ Targets: the reducer ingests >= 50,000 events/s; its view model stays bounded on
 screen in <= 10 s, and its first frame within 1.5 s; ``tuiprune watch RUN_DIR`` shows "engine
 lost" within 2 s of the engine's ``kill -9``. Exit status 1 when a target is missed.
 
-The log is generated (``tests/ui/synthlog.py``, RSST, one ``batch`` and one ``lambda`` event
+The log is generated (``tests/helpers/synthlog.py``, RSST, one ``batch`` and one ``lambda`` event
 per optimizer step). The issue's 20 x 40 x 400 shape gives 0.63 M lines, so the default uses
 650 batches per epoch to pass 1 M lines.
 
@@ -29,11 +29,11 @@ from typing import Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "ui"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import synthlog  # noqa: E402
+from helpers import synthlog  # noqa: E402
+from engine.logread import CHUNK_BYTES, LineSplitter, iter_chunks  # noqa: E402
 from tuiprune.dashboard.reducer import Reducer  # noqa: E402
-from tuiprune.eventlog import CHUNK_BYTES, LineSplitter, iter_batches  # noqa: E402
 
 TARGET_EVENTS_S = 50_000
 TARGET_FINAL_S = 10.0
@@ -62,8 +62,8 @@ def generate(run_dir: Path, states: int, epochs: int, batches: int) -> int:
 
 def reducer_speed(log: Path) -> float:
     events = []
-    for batch in iter_batches(log):
-        events.extend(batch.events)
+    for chunk in iter_chunks(log):
+        events.extend(chunk.events)
         if len(events) >= SAMPLE_LINES:
             break
     events = events[:SAMPLE_LINES]
@@ -81,8 +81,8 @@ def reducer_speed(log: Path) -> float:
 def streaming(log: Path, lines: int) -> None:
     reducer = Reducer()
     t = time.perf_counter()
-    for batch in iter_batches(log):
-        reducer.apply_batch(batch)
+    for chunk in iter_chunks(log):
+        reducer.apply_chunk(chunk)
     dt = time.perf_counter() - t
     print(f"read + parse + reduce: {lines / dt:,.0f} lines/s, {dt:.1f} s for the whole log")
 
@@ -101,7 +101,7 @@ def memory(log: Path, lines: int) -> bool:
     with open(log, "rb") as f:
         while True:
             data = f.read(CHUNK_BYTES)
-            events, _ = splitter.feed(data) if data else splitter.flush()
+            events = splitter.feed(data).events
             reducer.apply_all(events)
             seen += len(events)
             del events
@@ -139,7 +139,7 @@ class Terminal:
 
     def __enter__(self) -> "Terminal":
         self.started = time.monotonic()
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x",
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-c", str(ROOT), "-x",
                         str(self.size[0]), "-y", str(self.size[1]), self.command], check=True)
         return self
 
@@ -161,9 +161,9 @@ class Terminal:
         return None
 
 
-def _exe() -> Path:
-    exe = ROOT / ".venv" / "bin" / "tuiprune"
-    return exe if exe.exists() else Path(shutil.which("tuiprune") or "tuiprune")
+def _exe() -> str:
+    """tuiprune of the running environment (this checkout first on the path)."""
+    return f"{sys.executable} -m tuiprune"
 
 
 def _secs(value: Optional[float]) -> str:

@@ -19,7 +19,7 @@ def scripts() -> list:
 
     gpu = [] if torch.cuda.is_available() else ["--device", "cpu", "--quick"]
     return [["bench_engine.py"], ["bench_runs.py"], ["bench_gpu.py", *gpu],
-            ["bench_compact.py"], ["bench_reducer.py"]]
+            ["bench_compact.py"], ["bench_reducer.py"], ["bench_dashboard.py"]]
 
 
 def main() -> int:

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from engine.pruning import remove_masks
-from engine.structure import BlockStructure, describe
+from engine.structure import BlockStructure, vit_structure
 
 # --------------------------------------------------------------------------------------------
 # What is kept
@@ -100,7 +100,7 @@ class Kept:
         """Keep every head and neuron (a dense model, or a checkpoint without masks)."""
         return cls(tuple(BlockKeep(b.num_heads, tuple(range(b.num_heads)),
                                    b.hidden, tuple(range(b.hidden)))
-                         for b in describe(model)))
+                         for b in vit_structure(model)))
 
 
 MasksOrKept = Union[Mapping[str, torch.Tensor], Kept, None]
@@ -112,7 +112,7 @@ def kept_from_masks(model: nn.Module, masks: Optional[Mapping[str, torch.Tensor]
     Raises ``ValueError`` ("masks/model mismatch: …") for a mask naming no prunable layer, a mask
     whose shape differs from its weight, or a head/neuron that is only partly masked.
     """
-    structure = describe(model)
+    structure = vit_structure(model)
     _check_supported(model)
     masks = dict(masks or {})
     known = set(structure.names)
@@ -168,7 +168,7 @@ def _whole(blk: BlockStructure, what: str, count: int,
 
 
 def _check_supported(model: nn.Module) -> None:
-    """Beyond :func:`engine.structure.describe`: compaction rewrites timm's own modules, so it
+    """Beyond :func:`engine.structure.vit_structure`: compaction rewrites timm's own modules, so it
     accepts only those whose forward it knows (a subclass may compute something else)."""
     from timm.layers import Attention, Mlp
     from timm.models.vision_transformer import Block, ResPostBlock
@@ -250,7 +250,7 @@ def compact(model: nn.Module, masks_or_kept: MasksOrKept) -> nn.Module:
     """
     kept = (masks_or_kept if isinstance(masks_or_kept, Kept)
             else kept_from_masks(model, masks_or_kept))
-    structure = describe(model)
+    structure = vit_structure(model)
     _check_supported(model)
     if len(kept.blocks) != len(structure):
         raise ValueError(f"masks/model mismatch: structure has {len(kept.blocks)} blocks, the "

@@ -91,8 +91,15 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "seed": Key((int,), 0, "seed for weights, data order, augmentation and synthetic data",
                     low=0, high=2 ** 63 - 1),
         "device": Key((str,), "auto", "auto | cpu | cuda | cuda:N | mps", check=_device_check),
+        "nproc_per_node": Key((int,), 1, "processes (GPUs) on this node: > 1 starts torchrun "
+                              "for `tuiprune run` and `watch`", low=1, high=1024),
+        "dist_timeout": Key(NUMBER, 600.0, "seconds a rank waits for the others before the "
+                            "run fails (a dead or hung rank)", low=1, high=86_400),
         "checkpoint_minutes": Key(NUMBER, 10.0, "also checkpoint inside an epoch this often "
                                   "(0: only at epoch ends)", low=0, high=1e6),
+        "system_seconds": Key(NUMBER, 10.0, "write a `system` event (CPU, memory, GPU, "
+                              "images/s, data wait) this often and at each epoch end (0: off)",
+                              low=0, high=1e6),
     },
     "model": {
         "name": Key((str,), "vit_small_patch16_224", "timm model name"),

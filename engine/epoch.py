@@ -25,6 +25,7 @@ import torch
 
 from engine.checkpoint import EpochTally
 from engine.events import Throttle
+from engine.stops import StopRequested
 from engine.train import Trainer, accumulator_dtype, lr_at
 
 
@@ -39,10 +40,6 @@ class Pace(NamedTuple):
     images: int
     step_seconds: float
     data_wait_seconds: float
-
-
-class StopRequested(Exception):
-    """SIGINT/SIGTERM arrived; the loop checkpointed and unwinds."""
 
 
 class NonFiniteLoss(Exception):

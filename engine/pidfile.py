@@ -10,10 +10,11 @@ import json
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Optional
 
-from engine.rundir import PID_FILE
+from engine.rundir import PID_FILE, STOP_FILE
 
 
 def _stat(pid: int) -> Optional[list]:
@@ -70,15 +71,50 @@ def engine_alive(run_dir: Path) -> Optional[bool]:
 
 
 def request_stop(run_dir: Path) -> bool:
-    """Ask the engine of ``run_dir`` to stop gracefully (SIGTERM: it finishes the batch,
-    checkpoints and writes ``run_ended`` status ``stopped``). False when it is not running."""
-    if not engine_alive(run_dir):
-        return False
+    """Ask the engine of ``run_dir`` to stop gracefully: it finishes the batch, checkpoints
+    and writes ``run_ended`` status ``stopped``. A local engine gets SIGTERM; an engine on
+    another host (sharing the run directory over a network filesystem) finds a stop request
+    file, which it polls about once a second. False when no engine is running here and none
+    is recorded elsewhere."""
+    alive = engine_alive(run_dir)
+    if alive:
+        try:
+            os.kill(read_pidfile(run_dir)["pid"], signal.SIGTERM)
+            return True
+        except OSError:
+            return False
+    if alive is None and read_pidfile(run_dir) is not None:
+        write_stop_request(run_dir)
+        return True
+    return False
+
+
+def write_stop_request(run_dir: Path) -> None:
+    """Leave ``RUN_DIR/stop.request`` saying who asks (host, pid, time)."""
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    tmp = Path(run_dir) / (STOP_FILE + ".tmp")
+    tmp.write_text(json.dumps(info) + "\n")
+    os.replace(tmp, Path(run_dir) / STOP_FILE)
+
+
+def read_stop_request(run_dir: Path) -> Optional[str]:
+    """Who asked the run to stop through a stop request file ("stop request from HOST (pid
+    N)"), or None when there is none."""
+    path = Path(run_dir) / STOP_FILE
+    if not path.exists():
+        return None
     try:
-        os.kill(read_pidfile(run_dir)["pid"], signal.SIGTERM)
+        info = json.loads(path.read_text())
+        return f"stop request from {str(info['host'])[:100]} (pid {int(info['pid'])})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "stop request (unreadable request file)"
+
+
+def clear_stop_request(run_dir: Path) -> None:
+    try:
+        (Path(run_dir) / STOP_FILE).unlink()
     except OSError:
-        return False
-    return True
+        pass
 
 
 def remove_pidfile(run_dir: Path) -> None:

@@ -9,6 +9,7 @@ ones (torch-free).
       engine.log       the engine's own output
       engine.pid       the engine process while it runs
       engine.lock      held (flock) by the one process that writes the run
+      stop.request     a stop asked for from another host (polled by the engine)
       checkpoints/     latest.pt (resume point), init.pt (rewind target "init"),
                        rewind.pt (rewind target "epoch:K"), state<N>_best.pt
       export-state<N>/ ``tuiprune export``'s default output, described by its export.json
@@ -28,6 +29,7 @@ EVENTS_FILE = "events.jsonl"
 ENGINE_LOG = "engine.log"
 PID_FILE = "engine.pid"
 LOCK_FILE = "engine.lock"
+STOP_FILE = "stop.request"
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
 INIT = "init.pt"

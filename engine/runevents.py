@@ -22,7 +22,9 @@ from engine.rsst import squeeze_counts
 
 def run_started(cfg: dict, run_id: str, model: nn.Module, struct, spec: dict,
                 weights_source: str, data, device: torch.device, head_ratios: List[float],
-                mlp_ratios: List[float], batches_per_epoch: int) -> dict:
+                mlp_ratios: List[float], batches_per_epoch: int,
+                distributed: Optional[dict] = None) -> dict:
+    """``distributed``: world_size, backend, hosts and per_rank_batch of a torchrun run."""
     import timm
 
     p = cfg["prune"]
@@ -43,7 +45,7 @@ def run_started(cfg: dict, run_id: str, model: nn.Module, struct, spec: dict,
         sorting=p["sorting"], criterion=p["criterion"], head_ratio=head_ratios,
         mlp_ratio=mlp_ratios, batches_per_epoch=batches_per_epoch,
         versions={"tuiprune": __version__, "torch": torch.__version__,
-                  "timm": timm.__version__})
+                  "timm": timm.__version__}, **(distributed or {}))
 
 
 def state_started(state: int, method: str, epochs: int, model: nn.Module,

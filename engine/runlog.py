@@ -10,9 +10,10 @@
 - a run browser (``status``, ``states_done``/``states_total``, ``best_val_acc``,
   ``final_sparsity``, ``images_per_s``, ``started_time``).
 
-Memory stays bounded on a long log: ``batch`` events are never kept, ``lambda`` events only as
-per-state statistics, messages and checkpoints as the last :data:`KEEP` plus a count, and the
-per-epoch and per-layer rows stop being kept past :data:`MAX_ROWS` (counted in ``dropped``).
+Memory stays bounded on a long log: ``batch`` events are never kept, ``lambda`` and
+``system`` events only as statistics and bounded series (``engine.series``), messages and
+checkpoints as the last :data:`KEEP` plus a count, and the per-epoch and per-layer rows stop
+being kept past :data:`MAX_ROWS` (counted in ``dropped``).
 
 :func:`structure_in_force` is the one rule for "which structure do the weights of state N
 hold" (see its docstring); :meth:`RunLog.structure_in_force` applies it to a folded log.
@@ -27,6 +28,7 @@ from typing import Deque, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from engine.logread import MAX_PROBLEMS, Chunk, iter_chunks
 from engine.schema import DURABLE, SCHEMA_VERSION, durable_key
+from engine.series import SERIES_POINTS, BoundedSeries, SystemTrace
 
 KEEP = 100          # messages, checkpoints, resumes and seq gaps kept (the most recent)
 MAX_ROWS = 200_000  # epoch rows + layer rows kept in all (far above any real run)
@@ -64,6 +66,8 @@ class LambdaStats:
     last: Optional[dict] = None
     events: int = 0
     ramps: int = 0        # the ``step`` counter restarted (ramp = "epoch") or began
+    # (updates so far in the state, λ), down-sampled
+    series: BoundedSeries = field(default_factory=lambda: BoundedSeries(SERIES_POINTS))
     _done: int = 0        # optimizer steps of finished ramps
     _ramp_max: int = 0    # largest ``step`` of the ramp in progress
 
@@ -79,6 +83,8 @@ class LambdaStats:
                 self._ramp_max = 0
                 self.ramps += 1
             self._ramp_max = max(self._ramp_max, step)
+            if ev["value"] is not None:
+                self.series.add(self._done + step, ev["value"])
         self.last = ev
 
     @property
@@ -139,6 +145,7 @@ class RunLog:
     duplicates: Recent = field(default_factory=Recent)  # durable events seen again
     last_state_ended: Optional[dict] = None
     dropped: int = 0           # epoch/layer rows not kept (MAX_ROWS reached)
+    system: SystemTrace = field(default_factory=SystemTrace)
     _rows: int = 0
 
     # ------------------------------------------------------------------ derived values
@@ -347,13 +354,14 @@ _HANDLERS = {
     "warning": lambda log, ev: log.warnings.add(ev),
     "error": lambda log, ev: log.errors.add(ev),
     "checkpoint": lambda log, ev: log.checkpoints.add(ev),
+    "system": lambda log, ev: log.system.add(ev),
 }
 
 
 def read_log(path: Path) -> RunLog:
     """Fold the log at ``path`` (``events.jsonl``); raises OSError when it cannot be read."""
     log = RunLog(Path(path))
-    for chunk in iter_chunks(Path(path)):
+    for chunk in iter_chunks(Path(path), envelope_only=("batch",)):  # no handler reads them
         log.add_chunk(chunk)
     return log
 

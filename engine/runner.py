@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -30,40 +28,42 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine import data as data_mod
+from engine import distributed as ddp
 from engine import model as model_mod
 from engine import rundir, runevents
 from engine.checkpoint import EpochTally, NonFiniteWeights, RunState, StateProgress
 from engine.config import dumps, pruning_steps, step_ratios
 from engine.device import resolve_device
-from engine.epoch import EpochLoop, NonFiniteLoss, StopRequested
+from engine.epoch import EpochLoop, NonFiniteLoss
 from engine.errors import UserError, WriteFailed
-from engine.events import EventLog
-from engine.lock import RunLock
 from engine.logread import truncate_torn_tail
-from engine.pidfile import remove_pidfile, write_pidfile
+from engine.pidfile import clear_stop_request
+from engine.recorder import RunRecorder
 from engine.runlog import RunLog, read_log
-from engine.pruning import apply_masks, current_masks
+from engine.stops import StopControl, StopRequested
+from engine.pruning import ACTIVATION_CRITERIA, apply_masks, current_masks
 from engine.rewind import RewindTarget, parse_rewind
-from engine.rsst import RSSTRegularizer
+from engine.rsst import RSSTRegularizer, late_ramp_warning, ramp_length
 from engine.schema import durable_key
-from engine.structure import describe
+from engine.structure import vit_structure
 from engine.train import (Trainer, amp_dtype, calibration_batches, configure_backends, lr_at,
                           make_optimizer)
-from engine.transitions import begin_refill_state, hard_cut, prune_step
+from engine.transitions import begin_refill_state, begin_rsst_state, hard_cut, prune_step
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
-ACTIVATION_CRITERIA = ("l1", "l2", "saliency")
 
 
 class Run:
     """One pruning run in one run directory."""
 
     def __init__(self, cfg: dict, run_dir: Path,
-                 listeners: Optional[List[Callable[[dict], None]]] = None):
+                 listeners: Optional[List[Callable[[dict], None]]] = None,
+                 ranks: Optional[ddp.Ranks] = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.ranks = ranks if ranks is not None else ddp.from_env()
         self.listeners = listeners or []
-        self.log: Optional[EventLog] = None
-        self.lock = RunLock(self.run_dir)
+        self.recorder = RunRecorder(self.run_dir, self.listeners, writer=self.ranks.main)
+        self.stops = StopControl(self.run_dir)
         p = cfg["prune"]
         self.method, self.states = p["method"], p["states"]
         self.epochs = cfg["train"]["epochs"]
@@ -76,13 +76,8 @@ class Run:
         self.epoch_loop: Optional[EpochLoop] = None
         self.warned: set = set()
         self.last_state_ended: Optional[dict] = None  # for run_ended
-        self.stop_requested = False
         self.exit_note = ""  # one line for the terminal when the run ends badly
         self.t_start = time.time()
-        self._phase = "setup"
-        self._critical = 0
-        self._abort_pending = False
-        self._signal_note: Optional[str] = None
 
     # ------------------------------------------------------------------ entry points
     def start(self) -> int:
@@ -99,10 +94,10 @@ class Run:
             self._setup()
         except (UserError, StopRequested):
             if self.run_dir.is_dir():  # `watch` made the directory: say why in its log
-                self._take_dir(seq=0)
+                self.recorder.open(seq=0)
             raise
-        self._take_dir(seq=0)
-        _write_text(self.run_dir / rundir.CONFIG_FILE, dumps(self.cfg))
+        self.recorder.open(seq=0)
+        self.recorder.write_text(rundir.CONFIG_FILE, dumps(self.cfg))
         self._emit_run_started()
         init = RewindTarget.capture(self.model)
         self._save_weights("init", init.state, rundir.INIT, epoch=0)
@@ -113,24 +108,30 @@ class Run:
 
     def _continue(self) -> None:
         events = self.run_dir / rundir.EVENTS_FILE
-        self.lock.acquire()  # before reading anything of the run
-        if events.exists():
-            truncate_torn_tail(events)
-        scan = read_log(events) if events.exists() else RunLog(events)
-        if scan.last_status == "completed":
+        scan = RunLog(events)
+        if self.ranks.main:
+            self.recorder.take_lock()  # before reading anything of the run
+            if events.exists():
+                truncate_torn_tail(events)
+                scan = read_log(events)
+        if ddp.broadcast_object(scan.last_status, self.ranks) == "completed":
             raise UserError(f"run {self.run_dir} already completed; nothing to resume")
         self._setup()
-        self._take_dir(seq=scan.next_seq)
+        self.recorder.open(seq=scan.next_seq)
+        if self.ranks.main:
+            clear_stop_request(self.run_dir)  # asked for while no engine ran: not for this one
         latest = rundir.checkpoint_path(self.run_dir, rundir.LATEST)
-        init_path = rundir.checkpoint_path(self.run_dir, rundir.INIT)
-        if not init_path.is_file() or not latest.is_file():
+        have_init, have_latest = ddp.broadcast_object(
+            (rundir.checkpoint_path(self.run_dir, rundir.INIT).is_file(), latest.is_file()),
+            self.ranks)  # what rank 0 sees, before it writes anything
+        if not have_init or not have_latest:
             # the model as _setup built it (seeded init or pretrained) is the start weights
             init = RewindTarget.capture(self.model)
-            if not init_path.is_file():
+            if not have_init:
                 self._save_weights("init", init.state, rundir.INIT, epoch=0)
             self.rewind = init if self.rewind_kind == "init" else None
         source = None
-        if latest.is_file():
+        if have_latest:
             self._restore(ckpt.load_checkpoint(latest))
             for ev in self.rs.pending_events:
                 if durable_key(ev) not in scan.durable:
@@ -150,49 +151,48 @@ class Run:
     def _setup(self) -> None:
         """Device, model and data; nothing is written."""
         cfg = self.cfg
-        self.device = resolve_device(cfg["run"]["device"])
+        self.device = resolve_device(ddp.device_for(self.ranks, cfg["run"]["device"]))
+        self.backend = ddp.start(self.ranks, self.device, cfg["run"]["dist_timeout"])
         configure_backends(self.device, cfg["train"])  # TF32 on CUDA (issue 11)
+        ddp.check_batch(cfg["data"]["batch_size"], self.ranks.world)
         torch.manual_seed(cfg["run"]["seed"])
         self.model, self.spec, self.weights_source = model_mod.build(
             cfg, data_mod.num_classes(cfg))
         self.model.to(self.device)
         mean, std = model_mod.normalization(self.model)
         self.data = data_mod.load(cfg, self.device, model_mod.input_size(self.model), mean, std)
-        self.struct = describe(self.model)
+        self.struct = vit_structure(self.model)
         self.amp, warning = amp_dtype(cfg["train"]["amp"], self.device)
         if warning:
             self.warned.add(warning)
-        self.nb = len(self.data.train)
-        self._phase = "run"
-
-    def _take_dir(self, seq: int) -> None:
-        """Lock the run directory (if not yet), open its log and record this process."""
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WriteFailed(self.run_dir, exc) from None
-        if not self.lock.held:
-            self.lock.acquire()
-        self.log = EventLog(self.run_dir / rundir.EVENTS_FILE, seq=seq,
-                            listeners=self.listeners)
-        write_pidfile(self.run_dir)
+        self.train_source = ddp.shard_train(self.data.train, self.ranks)
+        self.eval_sources = {name: ddp.shard_eval(src, self.ranks) for name, src in
+                             (("val", self.data.val), ("test", self.data.test)) if src}
+        self.nb = len(self.train_source)
+        self.hosts = ddp.all_gather_object(ddp.host(), self.ranks)
+        self.stops.setup = False
 
     def emit(self, event: str, **fields) -> dict:
-        if self._signal_note is not None:
-            note, self._signal_note = self._signal_note, None
-            self.log.emit("warning", message=note)
-        return self.log.emit(event, **fields)
+        note = self.stops.take_note()
+        if note is not None:
+            self.recorder.emit("warning", message=note)
+        return self.recorder.emit(event, **fields)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stops.requested
 
     # ------------------------------------------------------------------ running, ending
     def _run(self, begin: Callable[[], None]) -> int:
         """Run ``begin`` then the loop; turn every way it can end into events and a code."""
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.stops.install()
         try:
             begin()
+            self.stops.poll_files = self.ranks.main
             self._loop()
             return self._finish("completed", "", EXIT_COMPLETED)
         except StopRequested:
-            if self._phase == "setup":
+            if self.stops.setup:
                 self.exit_note = "stopped during set-up, before training began"
             return self._finish("stopped", "stopped by request; resume with `tuiprune run "
                                 f"--resume {self.run_dir}`", EXIT_STOPPED)
@@ -216,41 +216,14 @@ class Run:
             self._finish("failed", f"{type(exc).__name__}: {exc}", EXIT_FAILED)
             raise
         finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            if self.log is not None:
-                self.log.close()
-                remove_pidfile(self.run_dir)
-            self.lock.release()
-
-    def _on_signal(self, signum, _frame) -> None:
-        if self._phase == "setup":  # nothing to save yet: stop at once
-            raise StopRequested
-        if self.stop_requested:  # a second signal: stop now, but never inside a commit
-            if self._critical:
-                self._abort_pending = True
-                return
-            raise KeyboardInterrupt
-        self.stop_requested = True
-        self._signal_note = (f"{signal.Signals(signum).name} received: finishing the current "
-                             f"batch, then checkpointing and stopping")
-
-    @contextmanager
-    def _critical_section(self):
-        """A second interrupt waits until the block has finished (a checkpoint write)."""
-        self._critical += 1
-        try:
-            yield
-        finally:
-            self._critical -= 1
-            if not self._critical and self._abort_pending:
-                self._abort_pending = False
-                raise KeyboardInterrupt
+            self.stops.restore()
+            self.recorder.close()
+            ddp.stop(self.ranks)
 
     def _best_effort(self, write: Callable[[], object]) -> None:
         """Write an ending event if there is room; a failing filesystem must not hide the
         reason the run ended."""
-        if self.log is None:
+        if not self.recorder.opened:
             return
         try:
             write()
@@ -260,7 +233,7 @@ class Run:
     def _report_error(self, message: str, tb: str = "", batch: Optional[int] = None,
                       where: bool = True) -> None:
         fields: Dict[str, object] = {"message": message, "traceback": tb}
-        if where and self._phase == "run":
+        if where and not self.stops.setup:
             fields.update(state=self.rs.state, epoch=self.rs.epoch, batch=batch if batch
                           is not None else (self.epoch_loop.next_batch if self.epoch_loop
                                             else self.rs.batch))
@@ -280,13 +253,15 @@ class Run:
             best, final, test = (last.get("best_val_acc"), last.get("final_val_acc"),
                                  last.get("test_acc"))
         sparsity = None
-        if self._phase == "run":
+        if not self.stops.setup:
             from engine.pruning import sparsity_report
 
             sparsity = round(sparsity_report(self.model).sparsity, 4)
         self.emit("run_ended", status=status, best_val_acc=best, final_val_acc=final,
                   test_acc=test, sparsity=sparsity, seconds=time.time() - self.t_start,
-                  message=message)
+                  message=message, stopped_by=self.stops.by if status == "stopped" else None)
+        if status == "stopped" and self.ranks.main:
+            clear_stop_request(self.run_dir)
 
     def _last_good(self) -> str:
         latest = rundir.checkpoint_path(self.run_dir, rundir.LATEST)
@@ -312,18 +287,24 @@ class Run:
         reg = None
         if self.method == "rsst" and rs.target is not None:
             r = self.cfg["rsst"]
-            ramp = self.nb if r["ramp"] == "epoch" else self.nb * self.epochs
-            reg = RSSTRegularizer(self.model, rs.target, schedule=r["schedule"],
-                                  reg_granularity=r["reg_granularity"],
-                                  exponents=r["exponents"], ramp_steps=ramp,
-                                  reg_ceiling=r["reg_ceiling"])
+            params = dict(schedule=r["schedule"], reg_granularity=r["reg_granularity"],
+                          exponents=r["exponents"], reg_ceiling=r["reg_ceiling"])
+            ramp = ramp_length(r["ramp"], self.nb, self.epochs)
+            reg = RSSTRegularizer(self.model, rs.target, ramp_steps=ramp, **params)
             if rs.rsst is not None:
                 reg.load_state_dict(rs.rsst)
                 rs.rsst = None
-        self.trainer = Trainer(self.model, optimizer, t, self.device, self.amp, reg)
-        self.epoch_loop = EpochLoop(self.trainer, self.data.train, t, self,
+            elif rs.epoch == 0 and rs.batch == 0:  # the state begins: is its ramp too late?
+                lrs = [lr_at(t, i, self.nb) for i in range(self.nb * self.epochs)]
+                late = late_ramp_warning(lrs, ramp, steps_per_epoch=self.nb, **params)
+                if late:
+                    self.emit("warning", message=late, state=rs.state)
+        self.trainer = Trainer(ddp.wrap(self.model, self.ranks, self.device), optimizer, t,
+                               self.device, self.amp, reg)
+        self.epoch_loop = EpochLoop(self.trainer, self.train_source, t, self,
                                     checkpoint_seconds=self.cfg["run"]["checkpoint_minutes"]
                                     * 60)
+        ddp.write_digest(self.ranks, rs.state, self.model, current_masks(self.model), rs.target)
 
     def _train_epoch(self) -> None:
         rs, t = self.rs, self.cfg["train"]
@@ -339,16 +320,33 @@ class Run:
                                                                        s, e), base=rs.tally)
         self._finish_epoch(tally)
 
+    def _global_tally(self, tally: EpochTally) -> EpochTally:
+        """The epoch's sums over all ranks (each rank trained its slice of every batch)."""
+        if not self.ranks.distributed:
+            return tally
+        loss_sum, correct, seen = ddp.all_sum([tally.loss_sum, tally.correct, tally.seen],
+                                              self.ranks, self.device)
+        return EpochTally(loss_sum, int(correct), int(seen), tally.seconds)
+
     def _evaluate(self):
-        """(val loss, val acc, test loss, test acc) of the model now."""
-        val_loss, val_acc = self.trainer.evaluate(self.data.val)  # compiled with training
-        test_loss = test_acc = None
-        if self.data.test is not None:
-            test_loss, test_acc = self.trainer.evaluate(self.data.test)
-        return val_loss, val_acc, test_loss, test_acc
+        """(val loss, val acc, test loss, test acc) of the model now; in a distributed run
+        every rank evaluates its share and the sums are all-reduced."""
+        out = []
+        for name in ("val", "test"):
+            source = self.eval_sources.get(name)
+            if source is None:
+                out += [None, None]
+                continue
+            loss, acc = self.trainer.evaluate(source)  # compiled with training
+            n = source.num_samples
+            sums = [loss * n, acc * n, n] if n else [0.0, 0.0, 0]
+            loss_sum, acc_sum, total = ddp.all_sum(sums, self.ranks, self.device)
+            out += [loss_sum / total, acc_sum / total]
+        return tuple(out)
 
     def _finish_epoch(self, tally: EpochTally) -> None:
         rs, s, e = self.rs, self.rs.state, self.rs.epoch
+        tally = self._global_tally(tally)
         bad = ckpt.nonfinite(self.model.state_dict())
         if bad:
             raise NonFiniteWeights(
@@ -425,24 +423,28 @@ class Run:
         """Score the trained weights, then cut (Refill, or the last state) or set the RSST
         target; rewind. Returns the ``pruned`` event."""
         p = self.cfg["prune"]
-        calib = (calibration_batches(self.data.calib, p["calib_batches"])
-                 if p["criterion"] in ACTIVATION_CRITERIA else None)
-        result = prune_step(self.model, rate=p["rate"], head_ratio=self.head_ratios[s],
-                            mlp_ratio=self.mlp_ratios[s], sorting=p["sorting"],
-                            criterion=p["criterion"], calib=calib, round_to=p["round_to"])
         last = s == self.states - 1  # prune_last: no training follows, cut now
-        event = runevents.pruned(s, self.method, p, self.head_ratios[s], self.mlp_ratios[s],
-                                 result, applied=self.method == "refill" or last)
+        event, m_s = {"event": "pruned", "state": s}, None
+        if self.ranks.main:  # scored once, on rank 0; every rank gets its masks
+            calib = (calibration_batches(self.data.calib, p["calib_batches"])
+                     if p["criterion"] in ACTIVATION_CRITERIA else None)
+            result = prune_step(self.model, rate=p["rate"], head_ratio=self.head_ratios[s],
+                                mlp_ratio=self.mlp_ratios[s], sorting=p["sorting"],
+                                criterion=p["criterion"], calib=calib,
+                                round_to=p["round_to"])
+            event = runevents.pruned(s, self.method, p, self.head_ratios[s],
+                                     self.mlp_ratios[s], result,
+                                     applied=self.method == "refill" or last)
+            m_s = result.m_s
+        m_s = ddp.broadcast_masks(m_s, self.struct.names, self.ranks, self.device)
         rewind = self.rewind if self.rewind_kind != "none" else None
         if last:
-            apply_masks(self.model, result.m_s)
+            apply_masks(self.model, m_s)
             self._save_best(self._evaluate()[1])
         elif self.method == "refill":
-            begin_refill_state(self.model, result.m_s, rewind)
+            begin_refill_state(self.model, m_s, rewind)
         else:
-            if rewind is not None:
-                rewind.restore(self.model)
-            self.rs.target = result.m_s
+            self.rs.target = begin_rsst_state(self.model, m_s, rewind)
         return event
 
     # ------------------------------------------------------------------ reporting (EpochHost)
@@ -465,16 +467,18 @@ class Run:
                   kind=kind, path=path)
 
     def _emit_run_started(self) -> None:
+        world = self.ranks.world
+        distributed = {"world_size": world, "backend": self.backend, "hosts": self.hosts,
+                       "per_rank_batch": self.cfg["data"]["batch_size"] // world} \
+            if self.ranks.distributed else None
         self.emit(**runevents.run_started(self.cfg, self.run_dir.name, self.model, self.struct,
                                           self.spec, self.weights_source, self.data,
                                           self.device, self.head_ratios, self.mlp_ratios,
-                                          self.nb))
+                                          self.nb, distributed))
 
     # ------------------------------------------------------------------ checkpoints
     def _commit(self, ck: dict, name: str) -> str:
-        with self._critical_section():
-            ckpt.commit(ck, rundir.checkpoint_path(self.run_dir, name))
-        return rundir.relative(name)
+        return self.recorder.commit(ck, name, critical=self.stops.critical)
 
     def _save_weights(self, kind: str, state_dict: dict, name: str, epoch: int) -> None:
         """A rewind target (``init.pt``, ``rewind.pt``): weights only."""
@@ -514,7 +518,8 @@ class Run:
         if rs.target:
             rs.target = {k: v.to(self.device) for k, v in rs.target.items()}
         if self.rewind_kind == "init":
-            self.rewind = self._load_rewind(rundir.INIT)
+            if self.rewind is None:  # else: captured from the fresh model, init.pt was missing
+                self.rewind = self._load_rewind(rundir.INIT)
         elif self.rewind_kind == "epoch" and rundir.checkpoint_path(
                 self.run_dir, rundir.REWIND).is_file():
             self.rewind = self._load_rewind(rundir.REWIND)
@@ -530,9 +535,3 @@ class Run:
         saved = ckpt.load_checkpoint(rundir.checkpoint_path(self.run_dir, name))
         return RewindTarget({k: v.to(self.device) for k, v in saved["model"].items()})
 
-
-def _write_text(path: Path, text: str) -> None:
-    try:
-        path.write_text(text)
-    except OSError as exc:
-        raise WriteFailed(path, exc) from None

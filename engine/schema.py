@@ -20,8 +20,10 @@ and unknown fields are ignored (a newer writer may add them), see ``docs/events.
 from __future__ import annotations
 
 import math
-from typing import (Annotated, Any, Callable, Dict, List, Optional, Tuple, TypedDict,
-                    get_args, get_origin, get_type_hints)
+from typing import Annotated, Any, Dict, List, Optional, Tuple, TypedDict
+
+from engine.typecheck import (MAX_DEPTH, MAX_LIST, Fields, Malformed, Range,  # noqa: F401
+                              Req, check_fields, compile_fields)
 
 SCHEMA_VERSION = 1
 
@@ -30,29 +32,8 @@ MAX_STATES = 10_000
 MAX_EPOCHS = 100_000
 MAX_BATCHES = 1_000_000_000
 MAX_BLOCKS = 4_096
-MAX_LIST = 100_000
-MAX_DEPTH = 8  # nesting of free-form objects such as run_started.config
 MAX_RANKS = 65_536
 MAX_GPUS = 1_024
-
-
-class Range:
-    """Inclusive bounds of a number field."""
-
-    def __init__(self, lo: float, hi: float) -> None:
-        self.lo, self.hi = lo, hi
-
-
-class _Required:
-    pass
-
-
-REQUIRED = _Required()
-
-
-def Req(tp):  # noqa: N802 - reads like a type in the annotations below
-    """Annotate ``tp`` as a field every event of its type must have."""
-    return Annotated[tp, REQUIRED]
 
 
 State = Annotated[int, Range(0, MAX_STATES - 1)]
@@ -205,7 +186,7 @@ class EpochEnded(TypedDict, total=False):
     seconds: Seconds
     images_per_s: NonNegative
     lr: NonNegative
-    # "lambda" is a Python keyword: declared through _EXTRA_FIELDS below
+    # "lambda" is a Python keyword: declared through EXTRA_FIELDS below
     best: bool
 
 
@@ -347,7 +328,7 @@ PAYLOADS: Dict[str, type] = {
     "heartbeat": Heartbeat,
     "run_ended": RunEnded,
 }
-_EXTRA_FIELDS: Dict[str, Dict[str, Any]] = {"epoch_ended": {"lambda": NonNegative}}
+EXTRA_FIELDS: Dict[str, Dict[str, Any]] = {"epoch_ended": {"lambda": NonNegative}}
 
 EVENT_TYPES: Tuple[str, ...] = tuple(PAYLOADS)
 RUN_END_STATUSES = ("completed", "stopped", "failed")
@@ -359,97 +340,11 @@ DURABLE: Dict[str, Tuple[str, ...]] = {
     "pruned": ("state",), "state_started": ("state",)}
 
 
-# ----------------------------------------------------------------------------- checking
-class Malformed(ValueError):
-    """An event that does not fit the schema; the message names the field."""
-
-
-Check = Callable[[Any, int], bool]
-
-
-def _compile(tp) -> Check:
-    """A function ``(value, depth) -> bool`` that accepts the values of annotation ``tp``."""
-    lo = hi = None
-    if get_origin(tp) is Annotated:
-        args = get_args(tp)
-        tp = args[0]
-        for meta in args[1:]:
-            if isinstance(meta, Range):
-                lo, hi = meta.lo, meta.hi
-    origin = get_origin(tp)
-    if tp is int:
-        return lambda v, d: (v.__class__ is int and (lo is None or lo <= v <= hi))
-    if tp is float:
-        return lambda v, d: ((v.__class__ is float or v.__class__ is int)
-                             and math.isfinite(v) and (lo is None or lo <= v <= hi))
-    if tp is str:
-        return lambda v, d: v.__class__ is str
-    if tp is bool:
-        return lambda v, d: v.__class__ is bool
-    if origin in (list, List):
-        item = _compile(get_args(tp)[0])
-        most = MAX_LIST if hi is None else hi
-        return lambda v, d: (v.__class__ is list and len(v) <= most
-                             and all(item(x, d + 1) for x in v))
-    if origin in (dict, Dict):
-        key_t, val_t = get_args(tp)
-        if val_t is Any:
-            return lambda v, d: v.__class__ is dict and _free_ok(v, d)
-        val = _compile(val_t)
-        return lambda v, d: (v.__class__ is dict and len(v) <= MAX_LIST
-                             and all(k.__class__ is str and val(x, d + 1) for k, x in v.items()))
-    if isinstance(tp, type) and issubclass(tp, dict):  # a nested TypedDict
-        fields = _fields(tp)
-        return lambda v, d: v.__class__ is dict and _fields_ok(fields, v, fill=False) is None
-    raise TypeError(f"schema: unsupported annotation {tp!r}")
-
-
-def _free_ok(v: Any, depth: int) -> bool:
-    """A JSON value nested at most MAX_DEPTH deep, with finite floats."""
-    if depth > MAX_DEPTH:
-        return False
-    if v.__class__ is dict:
-        return len(v) <= MAX_LIST and all(_free_ok(x, depth + 1) for x in v.values())
-    if v.__class__ is list:
-        return len(v) <= MAX_LIST and all(_free_ok(x, depth + 1) for x in v)
-    if v.__class__ is float:
-        return math.isfinite(v)
-    return v is None or v.__class__ in (str, int, bool)
-
-
-Fields = List[Tuple[str, Check, bool]]
-
-
-def _fields(payload: type, extra: Optional[Dict[str, Any]] = None) -> Fields:
-    hints = dict(get_type_hints(payload, include_extras=True))
-    hints.update(extra or {})
-    out = []
-    for name, tp in hints.items():
-        required = get_origin(tp) is Annotated and any(m is REQUIRED for m in get_args(tp)[1:])
-        out.append((name, _compile(tp), required))
-    return out
-
-
-def _fields_ok(fields: Fields, obj: dict, fill: bool) -> Optional[str]:
-    """None when ``obj`` fits ``fields`` (filling absent optional fields with None when
-    ``fill``), else the name of the first field that does not fit."""
-    for name, check, required in fields:
-        value = obj.get(name)
-        if value is None:
-            if required:
-                return name
-            if fill:
-                obj[name] = None
-        elif not check(value, 1):
-            return name
-    return None
-
-
-_ENVELOPE = _fields(Envelope)
-_PAYLOAD_FIELDS: Dict[str, Fields] = {
-    kind: _fields(payload, _EXTRA_FIELDS.get(kind)) for kind, payload in PAYLOADS.items()}
+_ENVELOPE = compile_fields(Envelope)
+FIELDS: Dict[str, Fields] = {
+    kind: compile_fields(payload, EXTRA_FIELDS.get(kind)) for kind, payload in PAYLOADS.items()}
 FIELD_NAMES: Dict[str, frozenset] = {
-    kind: frozenset(name for name, _, _ in fields) for kind, fields in _PAYLOAD_FIELDS.items()}
+    kind: frozenset(name for name, _, _ in fields) for kind, fields in FIELDS.items()}
 
 
 def validate(obj: Any) -> Optional[dict]:
@@ -461,13 +356,13 @@ def validate(obj: Any) -> Optional[dict]:
     """
     if obj.__class__ is not dict:
         raise Malformed("not a JSON object")
-    bad = _fields_ok(_ENVELOPE, obj, fill=False)
+    bad = check_fields(_ENVELOPE, obj, fill=False)
     if bad is not None:
         raise Malformed(f"field {bad!r} is missing or has the wrong type")
-    fields = _PAYLOAD_FIELDS.get(obj["event"])
+    fields = FIELDS.get(obj["event"])
     if fields is None:
         return None
-    bad = _fields_ok(fields, obj, fill=True)
+    bad = check_fields(fields, obj, fill=True)
     if bad is not None:
         raise Malformed(f"{obj['event']}: field {bad!r} is missing, out of range or has the "
                         f"wrong type")

@@ -134,7 +134,6 @@ def vit_structure(model: nn.Module) -> VitStructure:
 
 
 # The former name, kept while callers outside the pruning library move to ``vit_structure``.
-describe = vit_structure
 
 
 def _describe_block(cls: str, i: int, block: nn.Module) -> BlockStructure:

@@ -139,19 +139,26 @@ class Trainer:
     """One optimizer step at a time: forward under autocast, loss, backward (fp16 loss
     scaling), the RSST squeeze, gradient clipping, the step. Never syncs with the device.
 
-    With ``train.compile`` the forward pass (and its backward) runs compiled; ``forward`` is
-    the module to call — for evaluation too (:meth:`evaluate`)."""
+    ``model`` may be wrapped in ``DistributedDataParallel``. With ``train.compile`` the
+    forward pass (and its backward) runs compiled: ``forward`` is the module a step calls,
+    ``eval_forward`` the one :meth:`evaluate` calls (the model itself, compiled, never the
+    distributed wrapper)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, t: dict,
                  device: torch.device, amp: Optional[torch.dtype], reg=None) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
         self.model, self.optimizer, self.t = model, optimizer, t
         self.device, self.amp, self.reg = device, amp, reg
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-        self.forward = compile_model(model) if t.get("compile", False) else model
+        plain = model.module if isinstance(model, DistributedDataParallel) else model
+        compiled = t.get("compile", False)
+        self.forward = compile_model(model) if compiled else model
+        self.eval_forward = compile_model(plain) if compiled else plain
 
     def evaluate(self, source) -> Tuple[float, float]:
         """:func:`evaluate` of the model (compiled when training is) over ``source``."""
-        return evaluate(self.forward, source, self.device, self.amp)
+        return evaluate(self.eval_forward, source, self.device, self.amp)
 
     def step(self, x: torch.Tensor, y: torch.Tensor,
              lr: float) -> Tuple[torch.Tensor, torch.Tensor]:

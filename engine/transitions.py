@@ -19,7 +19,6 @@ from torch import nn
 from engine.pruning import (Masks, SparsityReport, apply_masks, check_masks, current_masks,
                             elementwise_masks, sparsity_report, structured_masks)
 from engine.rewind import RewindTarget
-from engine.rsst import RSSTRegularizer
 from engine.structure import vit_structure
 
 
@@ -58,12 +57,15 @@ def begin_refill_state(model: nn.Module, m_s: Masks,
         rewind.restore(model)
 
 
-def begin_rsst_state(model: nn.Module, m_s: Masks, rewind: Optional[RewindTarget],
-                     **regularizer_kwargs) -> RSSTRegularizer:
-    """RSST: rewind (the current hard mask stays), then squeeze everything outside ``m_s``."""
+def begin_rsst_state(model: nn.Module, m_s: Masks,
+                     rewind: Optional[RewindTarget]) -> Masks:
+    """RSST: rewind (the current hard mask stays, nothing is cut) and return ``m_s`` as the
+    pending target. The state that follows squeezes toward it with an
+    :class:`engine.rsst.RSSTRegularizer` built when it begins training, so that a resume in
+    the middle of the state rebuilds the same regulariser at the same ramp position."""
     if rewind is not None:
         rewind.restore(model)
-    return RSSTRegularizer(model, m_s, **regularizer_kwargs)
+    return m_s
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 import torch
-from compact_helpers import (C_, HID, SPEC, TOL, H, D, X, hand_masks, make_model, masked, out,
+from helpers.compact import (C_, HID, SPEC, TOL, H, D, X, hand_masks, make_model, masked, out,
                              set_fused, vit_macs, vit_params)
 from torch import nn
 

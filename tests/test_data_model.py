@@ -15,7 +15,7 @@ from engine import data as data_mod
 from engine import model as model_mod
 from engine.config import load_config
 from engine.errors import UserError
-from runs_helpers import TINY
+from helpers.runs import TINY
 from tuiprune.run_command import run_main
 
 

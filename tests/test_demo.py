@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runs_helpers import events, of
+from helpers.runs import events, of
 from tuiprune.run_command import run_main
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The event log writer and the engine's tolerant reader (torch-free)."""
+"""The event log writer (torch-free); the reader's tests are in test_logread.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.events import EventLog, Throttle
-from engine.logread import iter_events, truncate_torn_tail
+from engine.logread import iter_events
 from engine.schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,28 +173,6 @@ def test_emit_after_close_is_refused(tmp_path):
         log.emit("warning", message="late")
 
 
-def test_reader_skips_garbage_and_a_torn_last_line(tmp_path):
-    path = tmp_path / "events.jsonl"
-    ok = '{"v":1,"event":"warning","time":1.0,"seq":%d,"message":"%s"}\n'
-    path.write_text(ok % (0, "a") + "not json\n[1,2]\n" + ok % (1, "b")
-                    + '{"v":1,"event":"warning","se')
-    assert [e["message"] for e in iter_events(path)] == ["a", "b"]
-
-
-def test_truncate_torn_tail(tmp_path):
-    path = tmp_path / "events.jsonl"
-    path.write_text('{"event":"a"}\n{"event":"b"}\n{"event":"c"')
-    assert truncate_torn_tail(path) == len('{"event":"c"')
-    assert path.read_text() == '{"event":"a"}\n{"event":"b"}\n'
-    assert truncate_torn_tail(path) == 0
-    path.write_text('{"event":"only-torn"')
-    assert truncate_torn_tail(path) > 0 and path.read_text() == ""
-    long_tail = '{"event":"a"}\n' + "x" * 10000
-    path.write_text(long_tail)
-    truncate_torn_tail(path)
-    assert path.read_text() == '{"event":"a"}\n'
-
-
 def test_throttle_lets_one_through_per_interval():
     t = Throttle(interval=60)
     assert t.ready() and not t.ready() and not t.ready()
@@ -204,7 +182,7 @@ def test_throttle_lets_one_through_per_interval():
 def test_sigterm_mid_run_loses_no_event_of_the_writer_thread(tmp_path):
     """The engine stops on SIGTERM while the writer thread has lines queued: every event it
     numbered reaches the file, in order, ending with run_ended."""
-    from runs_helpers import events, sets, tuiprune, wait_for
+    from helpers.runs import events, sets, tuiprune, wait_for
 
     run_dir = tmp_path / "r"
     proc = tuiprune("run", "demo", "--run-dir", str(run_dir),

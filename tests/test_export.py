@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compact_helpers import HID, H, X, hand_masks, make_model, out, vit_macs, vit_params
+from helpers.compact import HID, H, X, hand_masks, make_model, out, vit_macs, vit_params
 from safetensors import safe_open
 
 from engine import artifact as A

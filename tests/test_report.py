@@ -15,11 +15,12 @@ import subprocess
 import sys
 
 import pytest
-from report_helpers import (COMPLETED, RUNS, copy_run, events, f2, md_table, of, section,
+from helpers.report import (COMPLETED, RUNS, copy_run, events, f2, md_table, of, section,
                             verification)
 
 from engine.errors import UserError
 from tuiprune import report as R
+from tuiprune.report.output import Destination
 
 
 class _Reports(dict):
@@ -246,8 +247,13 @@ def test_cli_writes_the_file_and_prints(tmp_path):
                          env={**os.environ, "COLUMNS": "160"})
     assert res.returncode == 0, res.stderr
     text = out.read_text()
-    assert text == R.build_report(RUNS / "rsst_global", compare=RUNS / "rsst_layerwise")
-    assert "Pruning report: rsst_global" in res.stdout and "Verification" in res.stdout
+    # the figures go beside the file, named after it
+    assert text == R.build_report(RUNS / "rsst_global", compare=RUNS / "rsst_layerwise",
+                                  dest=Destination(out, "md", "report-"))
+    assert "![Accuracy per epoch](report-accuracy.png)" in text
+    assert (tmp_path / "report-accuracy.png").is_file()
+    # redirected, the report itself is printed (on a terminal Rich renders it)
+    assert res.stdout.startswith(text) and "report written to" in res.stdout
     res = subprocess.run([sys.executable, "-m", "tuiprune", "report", str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and res.stderr.startswith("error: ") and \
@@ -260,8 +266,11 @@ def test_not_a_run_directory(tmp_path):
 
 
 def test_out_is_a_directory(tmp_path):
-    with pytest.raises(UserError, match="is a directory"):
-        R.report_main(RUNS / "refill_global", out=tmp_path)
+    """``--out DIR`` writes DIR/report.md with the figures beside it."""
+    assert R.report_main(RUNS / "refill_global", out=tmp_path) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert text.startswith("# Pruning report: refill\\_global")
+    assert "![Accuracy per epoch](accuracy.png)" in text and (tmp_path / "accuracy.png").is_file()
 
 
 def test_report_without_torch(tmp_path):
@@ -290,7 +299,7 @@ def test_report_without_torch(tmp_path):
 def test_prune_last_run_verifies(tmp_path):
     """A real RSST run with ``prune_last``: its last best checkpoint holds the step made after
     the last state (applied at once), and every row says so."""
-    from runs_helpers import sets, tuiprune
+    from helpers.runs import sets, tuiprune
 
     proc = tuiprune("run", "demo", *sets(f"run.output_dir='{tmp_path}'", "run.name='pl'",
                                          "prune.states=2", "prune.prune_last=true",

@@ -5,7 +5,7 @@ rows it does not claim stay green. The targets are worked out by hand in the tes
 from __future__ import annotations
 
 import torch
-from report_helpers import copy_run, doctor_log, events, verification
+from helpers.report import copy_run, doctor_log, events, verification
 
 from tuiprune import report as R
 

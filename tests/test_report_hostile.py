@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from report_helpers import RUNS, cells, copy_run, doctor_log, events, plain, verification
+from helpers.report import RUNS, cells, copy_run, doctor_log, events, plain, verification
 
 from tuiprune import report as R
 

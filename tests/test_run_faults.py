@@ -20,7 +20,7 @@ from engine import checkpoint as ckpt_mod
 from engine.config import load_config
 from engine.lock import RunLock
 from engine.runner import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, Run
-from runs_helpers import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
+from helpers.runs import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -333,3 +333,24 @@ def test_escape_sequences_in_arguments_and_keys_reach_the_terminal_escaped(tmp_p
         assert out.returncode == 2, out
         assert "\x1b" not in out.stderr + out.stdout and "\x07" not in out.stderr
         assert "\\x1b" in out.stderr
+
+
+# ---------------------------------------------------------------- issue 10: cross-host stop
+def test_a_stop_request_file_stops_an_engine_on_another_host(tmp_path):
+    import json
+
+    run_dir = tmp_path / "r"
+    proc = tuiprune("run", "demo", "--run-dir", str(run_dir), *sets("data.train_size=1500"),
+                    cwd=tmp_path)
+    wait_for(run_dir, lambda e: e["event"] == "batch", proc)
+    info = json.loads((run_dir / "engine.pid").read_text())
+    info["host"] = "elsewhere.cluster"  # as a login node sees a compute node's engine
+    (run_dir / "engine.pid").write_text(json.dumps(info))
+    out = subprocess.run([sys.executable, "-m", "tuiprune", "stop", str(run_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "stop.request" in out.stdout, out
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_STOPPED, out
+    end = events(run_dir)[-1]
+    assert end["status"] == "stopped" and end["stopped_by"].startswith("stop request from")
+    assert not (run_dir / "stop.request").exists()

@@ -5,13 +5,14 @@ per-epoch λ ramp, and pruning after the last state."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from engine.train import lr_at, make_optimizer
-from runs_helpers import epoch_counts, events, of, overrides
+from helpers.runs import epoch_counts, events, of, overrides
 from tuiprune.run_command import run_main
 
 T = {"epochs": 4, "lr": 0.1, "warmup_epochs": 1.0, "schedule": "cosine", "gamma": 0.5,
@@ -104,3 +105,22 @@ def test_prune_last_cuts_after_the_last_state(tmp_path, method):
     zeros = sum(int((~m).sum()) for m in best["masks"].values())
     assert zeros == pruned[-1]["zeros"]
     assert evs[-1]["status"] == "completed" and evs[-1]["sparsity"] == pruned[-1]["sparsity"]
+
+
+@pytest.mark.slow
+def test_a_lambda_ramp_that_peaks_after_the_learning_rate_is_gone_is_warned_about(tmp_path):
+    """Cosine states of 2 epochs with exp_custom_exponents (k = 4): most of λ's rise comes
+    when the learning rate is below 10 % of its peak; exp_custom ramps earlier and is quiet."""
+    late = _run(tmp_path, "late", "prune.method='rsst'", "rsst.schedule='exp_custom_exponents'",
+                "train.schedule='cosine'", "train.warmup_epochs=0")
+    warnings = [w for w in of(late, "warning") if "10 %" in w["message"]
+                or "10%" in w["message"]]
+    assert [w["state"] for w in warnings] == [1, 2]  # once as each RSST state starts
+    assert re.search(r"\d+ ?%", warnings[0]["message"]) and "exp_custom" in warnings[0]["message"]
+    starts = {e["state"]: e["seq"] for e in of(late, "state_started")}
+    first_batch = min(e["seq"] for e in of(late, "batch") if e["state"] == 1)
+    assert starts[1] < warnings[0]["seq"] < first_batch
+    early = _run(tmp_path, "early", "prune.method='rsst'", "rsst.schedule='exp_custom'",
+                 "train.schedule='cosine'", "train.warmup_epochs=0")
+    assert not [w for w in of(early, "warning") if "10 %" in w["message"]
+                or "10%" in w["message"]]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint, load_model
-from runs_helpers import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
+from helpers.runs import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
 from tuiprune.run_command import run_main
 
 pytestmark = pytest.mark.slow

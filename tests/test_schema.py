@@ -47,7 +47,7 @@ def sample(tp) -> Any:
 
 def full_event(kind: str) -> Dict[str, Any]:
     hints = dict(get_type_hints(schema.PAYLOADS[kind], include_extras=True))
-    hints.update(schema._EXTRA_FIELDS.get(kind, {}))
+    hints.update(schema.EXTRA_FIELDS.get(kind, {}))
     return {name: sample(t) for name, t in hints.items()}
 
 
@@ -69,7 +69,7 @@ def test_every_event_type_round_trips_with_every_field(tmp_path, kind):
 def test_absent_optional_fields_read_as_none_and_required_ones_are_refused(kind):
     envelope = {"v": 1, "event": kind, "time": 1.0, "seq": 0}
     fields = full_event(kind)
-    required = [n for n, _, req in schema._PAYLOAD_FIELDS[kind] if req]
+    required = [n for n, _, req in schema.FIELDS[kind] if req]
     minimal = dict(envelope, **{n: fields[n] for n in required})
     ev = schema.validate(dict(minimal))
     assert all(ev[n] is None for n in fields if n not in required)

@@ -172,7 +172,7 @@ def test_masks_stay_exact_under_torch_compile_across_a_new_pruning_step():
 def test_a_short_run_with_train_compile_completes_with_exact_masks(tmp_path):
     from engine.checkpoint import load_model
     from engine.runner import Run
-    from runs_helpers import events, of
+    from helpers.runs import events, of
 
     cfg = load_config("demo", COMPILED_RUN)
     run = Run(cfg, tmp_path / "r")
@@ -420,7 +420,7 @@ def test_dry_run_prints_the_rounded_counts():
 @pytest.mark.slow
 def test_a_run_with_round_to_prunes_to_multiples(tmp_path):
     from engine.runner import Run
-    from runs_helpers import events, of, overrides
+    from helpers.runs import events, of, overrides
 
     cfg = load_config("demo", overrides("prune.states=2", "prune.sorting='layer-wise'",
                                         "prune.round_to=16", "prune.method='refill'",

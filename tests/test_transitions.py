@@ -11,6 +11,7 @@ from torch import nn
 
 from engine.pruning import current_masks, sparsity_report, structured_masks
 from engine.rewind import RewindTarget, parse_rewind
+from engine.rsst import RSSTRegularizer
 from engine.transitions import begin_refill_state, begin_rsst_state, hard_cut, prune_step
 from helpers.pruning import batch, loop_masks, pruned_values, randomize, structure_flags
 
@@ -140,7 +141,8 @@ def test_rsst_squeeze_then_hard_cut_over_two_steps(tiny_vit):
     train(model, opt, 3)
 
     step = prune_step(model, **STEP)
-    reg = begin_rsst_state(model, step.m_s, rewind, reg_granularity=1.0, ramp_steps=25)
+    target = begin_rsst_state(model, step.m_s, rewind)
+    reg = RSSTRegularizer(model, target, reg_granularity=1.0, ramp_steps=25)
     assert current_masks(model) is None  # RSST does not cut yet
     assert_state_equal(model, rewind.state)
     assert (reg.heads, reg.neurons) == (6, 384)
@@ -158,7 +160,7 @@ def test_rsst_squeeze_then_hard_cut_over_two_steps(tiny_vit):
     for b2, b1 in zip(*(structure_flags(model, m) for m in (step2.m_s, step.m_s))):
         for k2, k1 in zip(b2, b1):
             assert all(a <= b for a, b in zip(k2, k1))
-    reg2 = begin_rsst_state(model, step2.m_s, rewind)
+    reg2 = RSSTRegularizer(model, begin_rsst_state(model, step2.m_s, rewind))
     assert_state_equal(model, expected_after_rewind(rewind.state, model))
     assert (reg2.heads, reg2.neurons) == (3, 192)  # only the newly condemned ones
 

@@ -36,6 +36,9 @@ def run(
                                           "from its latest checkpoint.", metavar="RUN_DIR"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", hidden=True,
                                            help="Write into this (new) run directory."),
+    nproc: Optional[int] = typer.Option(None, "--nproc-per-node", metavar="N",
+                                        help="Train with N processes (GPUs) on this node: "
+                                        "starts torchrun for you."),
 ) -> None:
     """Run a pruning experiment headless (Rich progress on a terminal, plain lines otherwise)."""
     from tuiprune.run_command import run_main, stop_on_signals
@@ -43,7 +46,7 @@ def run(
     stop_on_signals()  # from here on, before torch is even imported, a stop is orderly
 
     raise typer.Exit(run_main(config, overrides=set_, dry_run=dry_run, resume=resume,
-                              run_dir=run_dir))
+                              run_dir=run_dir, nproc=nproc))
 
 
 @app.command()
@@ -88,22 +91,72 @@ def export(
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="The run directory to report on."),
+    run_dir: Path = typer.Argument(..., help="The run directory (or a sweep directory: one "
+                                   "comparison of all its members) to report on.",
+                                   metavar="RUN_DIR|SWEEP_DIR"),
     compare: Optional[Path] = typer.Option(None, "--compare", help="A second run to set "
                                            "beside it.", metavar="OTHER_RUN_DIR"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the Markdown report here."),
+    out: Optional[Path] = typer.Option(None, "--out", help="A folder (report.md and PNG "
+                                       "figures in it) or a file (FILE.md with the figures "
+                                       "beside it, FILE.html).", metavar="DIR|FILE"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="md (default) or html: one "
+                                      "self-contained page, figures inlined.",
+                                      metavar="md|html"),
 ) -> None:
-    """Write the experiment report (Markdown) and print it."""
+    """Write the experiment report (Markdown or HTML, with figures) and print it."""
     from tuiprune.report import report_main
 
-    raise typer.Exit(report_main(run_dir, compare=compare, out=out))
+    raise typer.Exit(report_main(run_dir, compare=compare, out=out, fmt=fmt))
+
+
+@app.command()
+def sweep(
+    config: Optional[Path] = typer.Argument(
+        None, help="A config file with a \\[sweep.grid] table (or give --grid), or `demo`; omit "
+        "with --resume."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Applies to every member.",
+                                   metavar="KEY=VALUE"),
+    grid: List[str] = typer.Option([], "--grid", metavar="KEY=V1,V2", help="Vary a config "
+                                   "key over values, e.g. --grid prune.method=refill,rsst "
+                                   "(repeatable; every combination runs)."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", min=1, metavar="N",
+                                           help="Run N members at once: one GPU each on "
+                                           "CUDA, the CPU cores split on CPU (default 1)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the grid, print the members, "
+                                 "start nothing."),
+    yes: bool = typer.Option(False, "--yes", help="Allow a grid of more than 256 runs."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR",
+                                          help="Finish a sweep: skip completed members, "
+                                          "resume stopped or killed ones, start the rest."),
+    foreground: bool = typer.Option(False, "--foreground", help="Drive the sweep in this "
+                                    "process (default: in the background, like watch)."),
+) -> None:
+    """Run every combination of a grid, each an ordinary run, under one sweep directory."""
+    from tuiprune.sweep_command import sweep_main
+
+    raise typer.Exit(sweep_main(config, set_, grid, parallel=parallel, dry_run=dry_run,
+                                yes=yes, resume=resume, foreground=foreground))
+
+
+@app.command(name="ls")
+def ls_(
+    directory: Optional[Path] = typer.Argument(
+        None, help="An output directory (default: runs), a sweep directory or a run "
+        "directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """List runs: status, progress and results (a table; plain text when redirected)."""
+    from tuiprune.ls_command import ls_main
+
+    raise typer.Exit(ls_main(directory, as_json=as_json))
 
 
 @app.command()
 def stop(
-    run_dir: Path = typer.Argument(..., help="The run directory whose engine should stop."),
+    run_dir: Path = typer.Argument(..., help="The run directory whose engine should stop, or "
+                                   "a sweep directory (stops every member)."),
 ) -> None:
-    """Ask a running engine to checkpoint and stop (it ends with status ``stopped``)."""
+    """Ask a running engine (or a sweep) to checkpoint and stop (status ``stopped``)."""
     from tuiprune.stop_command import stop_main
 
     raise typer.Exit(stop_main(run_dir))

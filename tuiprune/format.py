@@ -38,6 +38,20 @@ def printable(text: Any, newlines: bool = True) -> str:
     return text
 
 
+def printable_tree(value: Any) -> Any:
+    """A copy of a JSON-like ``value`` (dicts, lists, scalars) with every string in it, keys
+    included, passed through :func:`printable`: for output paths that show many fields of an
+    event (the headless printer). Recursion follows the value, so pass only validated events
+    (``engine.schema`` bounds their depth)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k): printable_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable_tree(v) for v in value]
+    return value
+
+
 def finite(value: Any) -> Optional[float]:
     """``value`` as a float when it is a finite real number (not a bool), else None."""
     if value.__class__ is bool or not isinstance(value, (int, float)):
@@ -62,6 +76,12 @@ def count(value: Any) -> str:
     """``1,234`` for a whole number."""
     v = finite(value)
     return NO_VALUE if v is None else f"{int(v):,}"
+
+
+def plural(n: Any, noun: str) -> str:
+    """``1 warning``, ``3 warnings`` (``n`` as by :func:`count`; plural by an added "s")."""
+    shown = count(n)
+    return f"{shown} {noun}" if shown == "1" else f"{shown} {noun}s"
 
 
 def ratio(kept: Any, total: Any) -> str:

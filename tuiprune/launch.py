@@ -1,7 +1,11 @@
 """Starting the engine as a detached background process for ``tuiprune watch`` (torch-free).
 
 The engine runs in its own session (``setsid``), with stdin from /dev/null and stdout/stderr
-appended to ``RUN_DIR/engine.log``, so an SSH hang-up or quitting the dashboard does not stop it.
+appended to ``RUN_DIR/engine.log``, so an SSH hang-up or quitting the dashboard does not stop
+it. The dashboard that started it is its parent while both live: a daemon thread waits for it,
+so an engine that ends while the dashboard is open is reaped at once instead of lingering as
+a zombie (``/proc`` and the dashboard's liveness check then both see it gone). Once the
+dashboard quits, the engine is re-parented to init, which reaps it.
 """
 
 from __future__ import annotations
@@ -9,8 +13,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional, Sequence
 
 from engine.config import dumps, load_config
 from engine.pidfile import write_pidfile
@@ -19,10 +24,10 @@ from engine.rundir import CONFIG_FILE, ENGINE_LOG, new_run_dir, newest_run as _n
 DEFAULT_OUTPUT_DIR = Path("runs")
 
 
-def start_detached(config_path: Path, overrides: List[str]) -> Path:
+def start_detached(config_path: Path, overrides: Sequence[str]) -> Path:
     """Validate the config, create the run directory, start the engine in the background and
     return the run directory (its ``events.jsonl`` appears within moments)."""
-    cfg = load_config(config_path, overrides)
+    cfg = load_config(config_path, list(overrides))
     run_dir = new_run_dir(cfg)
     run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(dumps(cfg))
@@ -34,7 +39,15 @@ def start_detached(config_path: Path, overrides: List[str]) -> Path:
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 close_fds=True, env=env)
     write_pidfile(run_dir, proc.pid)
+    reap_when_done(proc)
     return run_dir
+
+
+def reap_when_done(proc: subprocess.Popen) -> threading.Thread:
+    """Wait for ``proc`` in a daemon thread, so it leaves no zombie when it ends first."""
+    waiter = threading.Thread(target=proc.wait, name=f"tuiprune-reap-{proc.pid}", daemon=True)
+    waiter.start()
+    return waiter
 
 
 def newest_run(output_dir: Optional[Path] = None) -> Optional[Path]:

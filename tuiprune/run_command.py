@@ -13,9 +13,11 @@ from engine.errors import UserError
 from engine.keep import expected_kept, head_multiple
 from engine.pidfile import engine_alive, read_pidfile
 from engine.rundir import CONFIG_FILE, EVENTS_FILE, new_run_dir, require_run_dir
+from tuiprune import torchrun
 from tuiprune.format import printable
 
-RESUME_OVERRIDABLE = {"run.device", "run.checkpoint_minutes", "data.workers"}
+RESUME_OVERRIDABLE = {"run.device", "run.checkpoint_minutes", "data.workers",
+                      "run.nproc_per_node", "run.dist_timeout"}
 
 
 class StoppedEarly(Exception):
@@ -35,11 +37,12 @@ def stop_on_signals() -> None:
 
 
 def run_main(config: Optional[Path], overrides: List[str], dry_run: bool = False,
-             resume: Optional[Path] = None, run_dir: Optional[Path] = None) -> int:
+             resume: Optional[Path] = None, run_dir: Optional[Path] = None,
+             nproc: Optional[int] = None) -> int:
     """Entry point of ``tuiprune run``; returns the exit code (0 completed, 1 failed,
-    3 stopped)."""
+    3 stopped). ``nproc`` > 1 (or ``run.nproc_per_node``) runs it under torchrun."""
     try:
-        return _run_main(config, overrides, dry_run, resume, run_dir)
+        return _run_main(config, overrides, dry_run, resume, run_dir, nproc)
     except StoppedEarly as exc:
         where = run_dir if run_dir is not None else resume
         if where is not None:
@@ -69,15 +72,19 @@ def _log_early_stop(run_dir: Path, signame: str) -> None:
         pass
 
 
-def _run_main(config, overrides, dry_run, resume, run_dir) -> int:
+def _run_main(config, overrides, dry_run, resume, run_dir, nproc) -> int:
+    if nproc is not None and nproc < 1:
+        raise UserError(f"--nproc-per-node must be 1 or more, not {nproc}")
     if resume is not None:
         if config is not None:
             raise UserError("give either a CONFIG to start a run or --resume RUN_DIR, not both")
-        return _resume(Path(resume), overrides)
+        return _resume(Path(resume), overrides, nproc)
     if config is None:
         raise UserError("missing CONFIG: `tuiprune run configs/demo.toml` (or `tuiprune run "
                         "--resume RUN_DIR`)")
     cfg = load_config(config, overrides)
+    if nproc is not None:
+        cfg["run"]["nproc_per_node"] = nproc
     if dry_run:
         return _dry_run(cfg)
     check_output_dir(cfg)
@@ -86,12 +93,34 @@ def _run_main(config, overrides, dry_run, resume, run_dir) -> int:
         if (run_dir / EVENTS_FILE).exists() and (run_dir / EVENTS_FILE).stat().st_size:
             raise UserError(f"{run_dir} already holds a run; resume it with `tuiprune run "
                             f"--resume {run_dir}` or choose a new directory")
-    else:
-        run_dir = new_run_dir(cfg)
+    if torchrun.under_torchrun():
+        return _execute(cfg, run_dir, resume=False)  # a rank: rank 0 names the directory
+    run_dir = run_dir if run_dir is not None else new_run_dir(cfg)
+    if cfg["run"]["nproc_per_node"] > 1:
+        return _launch_ranks(cfg, run_dir, resume=False)
     return _execute(cfg, run_dir, resume=False)
 
 
-def _resume(run_dir: Path, overrides: List[str]) -> int:
+def _launch_ranks(cfg: dict, run_dir: Path, resume: bool) -> int:
+    """Check what can be checked here, write the run directory, then start torchrun."""
+    from engine.distributed import check_batch, check_gpus
+
+    nproc = cfg["run"]["nproc_per_node"]
+    check_batch(cfg["data"]["batch_size"], nproc)
+    if cfg["run"]["device"].startswith("cuda") or cfg["run"]["device"] == "auto":
+        import torch
+
+        if cfg["run"]["device"] != "auto" or torch.cuda.is_available():
+            check_gpus(nproc, "cuda", torch.cuda.device_count())
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(dumps(cfg))
+    print(f"starting {nproc} processes with torchrun; run directory: {printable(run_dir)}",
+          file=sys.stderr)
+    return torchrun.launch(nproc, run_dir, resume)
+
+
+def _resume(run_dir: Path, overrides: List[str], nproc: Optional[int]) -> int:
     require_run_dir(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"{run_dir} has no {CONFIG_FILE}: it is not a complete run directory "
@@ -106,21 +135,32 @@ def _resume(run_dir: Path, overrides: List[str]) -> int:
     raw = read_toml(run_dir / CONFIG_FILE)
     apply_overrides(raw, overrides)
     cfg = resolve(raw, base_dir=run_dir)
+    if nproc is not None:
+        cfg["run"]["nproc_per_node"] = nproc
+    if not torchrun.under_torchrun() and cfg["run"]["nproc_per_node"] > 1:
+        return _launch_ranks(cfg, run_dir, resume=True)
     return _execute(cfg, run_dir, resume=True)
 
 
-def _execute(cfg: dict, run_dir: Path, resume: bool) -> int:
+def _execute(cfg: dict, run_dir: Optional[Path], resume: bool) -> int:
+    from engine import distributed
     from engine.runner import Run
     from tuiprune.printer import Printer
 
-    printer = Printer()
-    run = Run(cfg, run_dir, listeners=[printer])
+    ranks = distributed.from_env()
+    if ranks.distributed:
+        run_dir = distributed.agree_run_dir(ranks, cfg, run_dir, resume)
+    printer = Printer() if ranks.main else None  # ranks other than 0 write nothing
+    run = Run(cfg, run_dir, listeners=[printer] if printer else [], ranks=ranks)
     try:
         code = run.resume() if resume else run.start()
     finally:
-        printer.close()
+        if printer is not None:
+            printer.close()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if printer is None:
+        return code
     try:
         printer.summary(run_dir)
         if run.exit_note:
@@ -141,14 +181,14 @@ def _dry_run(cfg: dict) -> int:
 
     from engine import data as data_mod
     from engine import model as model_mod
-    from engine.structure import describe
+    from engine.structure import vit_structure
 
     console = Console(highlight=False)
     console.print("# resolved configuration", style="bold")
     console.print(dumps(cfg), markup=False)
     spec = model_mod.model_spec(cfg, data_mod.num_classes(cfg))
     model = model_mod.create(spec)
-    struct = describe(model)
+    struct = vit_structure(model)
     table = Table(title=Text(f"prunable structure of {spec['name']} "
                              f"({sum(p.numel() for p in model.parameters()):,} parameters)"),
                   title_justify="left")

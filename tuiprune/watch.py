@@ -21,18 +21,25 @@ def watch_main(target: Optional[str], overrides: List[str], ascii_only: bool) ->
     from tuiprune.dashboard.targets import watch_target
 
     require_terminal("watch")
-    run_dir = watch_target(target, list(overrides))
+    resolved = watch_target(target, list(overrides))
+    if resolved.config is not None:
+        from tuiprune.launch import start_detached
+
+        run_dir = start_detached(resolved.config, resolved.overrides)
+    else:
+        run_dir = resolved.run_dir
+    from engine.rundir import EVENTS_FILE
     from tuiprune.dashboard.app import DashboardApp
     from tuiprune.dashboard.liveness import engine_state
-    from tuiprune.eventlog import LOG_NAME
+    from tuiprune.format import printable
 
-    app = DashboardApp(run_dir / LOG_NAME, run_dir, mode="watch", ascii_only=ascii_only)
+    app = DashboardApp(run_dir / EVENTS_FILE, run_dir, mode="watch", ascii_only=ascii_only)
     app.run()
     if app.return_code not in (None, 0):
         return app.return_code
-    status = app.ctx.view.status
+    shown = printable(run_dir, newlines=False)
     if engine_state(run_dir):
-        print(f"The run goes on in the background. Re-attach with: tuiprune watch {run_dir}")
+        print(f"The run goes on in the background. Re-attach with: tuiprune watch {shown}")
     else:
-        print(f"Run {status}. Look at it again with: tuiprune watch {run_dir}")
+        print(f"Run {app.ctx.view.status}. Look at it again with: tuiprune watch {shown}")
     return 0

@@ -1,4 +1,4 @@
-"""Dashboard tests: async tests without a plugin, and copies of fixture runs."""
+"""Dashboard tests: async tests without a plugin, copies of fixture runs, a tmux terminal."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import dash_helpers  # noqa: F401  (pins the time zone, puts tests/ui on sys.path)
+from helpers.dash import pin_time_zone
+from helpers.tmux import Tmux
+
+pin_time_zone()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -35,3 +38,11 @@ def run_copy(tmp_path):
         return dst
 
     return copy
+
+
+@pytest.fixture
+def term(tmp_path):
+    """A real terminal (tmux) of its own, closed after the test."""
+    t = Tmux(tmp_path)
+    yield t
+    t.close()

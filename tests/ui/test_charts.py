@@ -1,8 +1,8 @@
-"""Text charts and number formats."""
+"""Text charts, and the shared formats the dashboard draws with."""
 
 from __future__ import annotations
 
-from tuiprune.dashboard import fmt
+from tuiprune import format as fmt
 from tuiprune.dashboard.charts import Line, bar, line_chart, segmented_bar, sparkline
 from tuiprune.dashboard.glyphs import ASCII, UNICODE
 
@@ -43,10 +43,29 @@ def test_bars_and_sparklines():
     assert sparkline([5, 5], 4, ASCII) == "=="
 
 
+def test_charts_survive_extreme_values():
+    huge = [(0, -1.7e308), (1, 1.7e308), (2, 0.0), (3, 5e-324)]
+    rows = plain(line_chart([Line(huge, "", "*")], 20, 6, ASCII))
+    assert len(rows) == 6 and all(len(r) == 20 for r in rows)
+    flat = plain(line_chart([Line([(0, 1e308), (1, 1e308)], "", "*")], 20, 4, ASCII))
+    assert sum(r.count("*") for r in flat) >= 2
+    assert len(sparkline([-1.7e308, 1.7e308, 0.0], 3, ASCII)) == 3
+    assert segmented_bar(-10**18, 4, 8, ASCII).plain == "........"  # clamped, not 10^18 cells
+    assert segmented_bar(10**18, 4, 8, ASCII).plain == "########"
+
+
 def test_formats():
     assert fmt.duration(3725) == "1:02:05"
     assert fmt.duration(90061) == "1d 01:01:01"
-    assert fmt.duration(None) == "--:--"
+    assert fmt.duration(None) == fmt.NO_VALUE
     assert fmt.ratios([0.3, 0.3]) == "30%" and fmt.ratios([0.3, 0.2]) == "30/20%"
-    assert fmt.compact(0.8412) == "0.8412" and fmt.compact(4.9e-07) == "4.90e-07"
-    assert fmt.count(21233664) == "21,233,664" and fmt.pct(None) == "--"
+    assert fmt.sci(0.8412) == "0.8412" and fmt.sci(4.9e-07) == "4.90e-07"
+    assert fmt.count(21233664) == "21,233,664" and fmt.pct(None) == fmt.NO_VALUE
+    assert fmt.pct(12.345, 1) == "12.3%" and fmt.clock(None) == "--:--:--"
+    assert [fmt.plural(n, "line") for n in (0, 1, 2, 1234)] == \
+        ["0 lines", "1 line", "2 lines", "1,234 lines"]
+
+
+def test_printable_tree_escapes_every_string_keys_included():
+    got = fmt.printable_tree({"a\x1b": ["\x07x", {"k": "\x9b"}], "n": 1.5, "t": None})
+    assert got == {"a\\x1b": ["\\x07x", {"k": "\\x9b"}], "n": 1.5, "t": None}

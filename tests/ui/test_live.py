@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dash_helpers import ROOT
 from engine.pidfile import engine_alive, request_stop
-from test_terminal import TUIPRUNE, Tmux
+from helpers.dash import ROOT
+from helpers.tmux import TUIPRUNE, Tmux
 
 pytestmark = pytest.mark.slow
 

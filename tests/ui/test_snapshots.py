@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dash_helpers import FAILED, REFILL, RSST, settle
+from helpers.dash import FAILED, REFILL, RSST, settle
 from tuiprune.dashboard.app import DashboardApp
 
 

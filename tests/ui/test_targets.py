@@ -9,10 +9,12 @@ import sys
 
 import pytest
 
-import synthlog
-from dash_helpers import ROOT, RSST
+from engine.config import DEMO_CONFIG
 from engine.errors import UserError
+from helpers import synthlog
+from helpers.dash import ROOT, RSST
 from tuiprune.dashboard import targets
+from tuiprune.dashboard.targets import WatchTarget
 from tuiprune.replay import replay_main
 from tuiprune.watch import watch_main
 
@@ -31,7 +33,9 @@ def test_a_bare_log_outside_a_run_dir_has_no_run_dir(tmp_path):
     (lambda d: d / "missing", "no such run directory or event log"),
     (lambda d: d, "is not a run directory (it has no events.jsonl)"),
     (lambda d: synthlog.write(d / "events.jsonl", []), "is empty: there is nothing to replay"),
-    (lambda d: _text(d / "notes.txt", "hello\n"), "is not a tuiprune event log"),
+    (lambda d: _text(d / "notes.txt", "hello\n"), "is not a tuiprune event log (no event "
+                                                   "in its first lines; the first: not JSON"),
+    (lambda d: _text(d / "torn.jsonl", '{"v":1'), "its first line is incomplete"),
 ])
 def test_replay_rejects_with_a_clear_message(tmp_path, make, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -66,10 +70,10 @@ def test_watch_attaches_to_run_dirs_and_the_newest_run(tmp_path, monkeypatch):
     for d, t in ((old, 1000), (new, 2000)):
         synthlog.write(d / "events.jsonl", synthlog.events("refill", states=1))
         os.utime(d, (t, t))
-    assert targets.watch_target(str(old), []) == old
-    assert targets.watch_target(str(old / "events.jsonl"), []) == old
+    assert targets.watch_target(str(old), []) == WatchTarget(run_dir=old)
+    assert targets.watch_target(str(old / "events.jsonl"), []) == WatchTarget(run_dir=old)
     monkeypatch.chdir(tmp_path)
-    assert targets.watch_target(None, []).resolve() == new.resolve()
+    assert targets.watch_target(None, []).run_dir.resolve() == new.resolve()
 
 
 @pytest.mark.parametrize("target, overrides, message", [
@@ -103,13 +107,11 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
         f"error: no such run directory or event log: {tmp_path / 'nope'}"]
 
 
-def test_watch_starts_a_run_for_a_config_or_the_word_demo(tmp_path, monkeypatch):
-    started = []
-    monkeypatch.setattr(targets, "start_detached", lambda path, overrides: started.append(
-        (str(path), overrides)) or tmp_path)
+def test_watch_resolves_a_config_or_the_word_demo_and_starts_nothing(tmp_path, monkeypatch):
     config = tmp_path / "my.toml"
     config.write_text("")
     monkeypatch.chdir(tmp_path)
-    assert targets.watch_target(str(config), ["train.epochs=1"]) == tmp_path
-    assert targets.watch_target("demo", []) == tmp_path
-    assert started == [(str(config), ["train.epochs=1"]), ("demo", [])]
+    assert targets.watch_target(str(config), ["train.epochs=1"]) == \
+        WatchTarget(config=config, overrides=("train.epochs=1",))
+    assert targets.watch_target("demo", []) == WatchTarget(config=DEMO_CONFIG)
+    assert list(tmp_path.iterdir()) == [config]  # no run directory was made

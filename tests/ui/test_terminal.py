@@ -2,72 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shlex
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from dash_helpers import ROOT, RSST, last_of
+from helpers.dash import FAILED, RSST, inject_hostile, last_of
+from helpers.tmux import TUIPRUNE
 
 pytestmark = pytest.mark.slow
-TUIPRUNE = ROOT / ".venv" / "bin" / "tuiprune"
-
-
-class Tmux:
-    """A private tmux server (own socket) with one detached session of a fixed size."""
-
-    def __init__(self, tmp_path: Path):
-        self.socket = f"tuiprune-test-{os.getpid()}-{time.monotonic_ns()}"
-        self.exit_file = tmp_path / "exit-status"
-
-    def tmux(self, *args) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                              text=True, timeout=20).stdout
-
-    def start(self, command: str, size=(100, 30), env: dict = None) -> None:
-        exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
-        script = f"{exports}cd {shlex.quote(str(ROOT))}; {command}; echo $? > {self.exit_file}"
-        subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", "new-session", "-d",
-                        "-s", "t", "-x", str(size[0]), "-y", str(size[1]),
-                        "sh", "-c", script + "; sleep 30"], check=True, timeout=20)
-
-    def screen(self, joined: bool = False) -> str:
-        """The visible lines (``joined``: lines the terminal wrapped are joined)."""
-        return self.tmux("capture-pane", "-p", *(["-J"] if joined else []), "-t", "t")
-
-    def wait_screen(self, predicate, timeout=20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.screen()
-            if predicate(text):
-                return text
-            time.sleep(0.1)
-        raise AssertionError("screen never matched; last screen:\n" + self.screen())
-
-    def keys(self, *keys: str) -> None:
-        self.tmux("send-keys", "-t", "t", *keys)
-
-    def wait_exit(self, timeout=10.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.exit_file.exists() and self.exit_file.read_text().strip():
-                return int(self.exit_file.read_text())
-            time.sleep(0.1)
-        raise AssertionError("the dashboard did not exit; screen:\n" + self.screen())
-
-    def close(self) -> None:
-        self.tmux("kill-server")
-
-
-@pytest.fixture
-def term(tmp_path):
-    t = Tmux(tmp_path)
-    yield t
-    t.close()
 
 
 def final_screen_ready(text: str) -> bool:
@@ -150,3 +93,14 @@ def test_watch_attaches_and_q_leaves_the_run_going(term, run_copy):
     finally:
         engine.kill()
         engine.wait()
+
+
+def test_a_hostile_log_cannot_set_the_title_or_clear_a_real_terminal(term, run_copy):
+    run = inject_hostile(run_copy(FAILED))
+    term.start(f"{TUIPRUNE} replay {run} --speed 0", size=(200, 50))
+    text = term.wait_screen(lambda s: "FAILED" in s and "run failed" in s)
+    assert "\\x1b]0;pwned\\x07" in text  # shown as text: the sequence did not act
+    assert "tuiprune" in text.splitlines()[0]  # nothing cleared the screen under it
+    assert "pwned" not in term.pane_title()
+    term.keys("q")
+    assert term.wait_exit() == 0

@@ -1,15 +1,16 @@
 """The dashboard App: wires a log source (live :class:`Tailer` or replay :class:`Player`) to
 the reducer and the widgets.
 
-Events arrive in batches from the source's thread and are applied on the event loop; the
-screen is redrawn from a 10 Hz timer, only when something changed. For a live run a second
-timer watches the engine process: if it is gone without ``run_ended``, the run is marked
-"engine lost" and the end of ``engine.log`` goes to the log pane.
+Chunks of events arrive as :mod:`~tuiprune.dashboard.messages` from the source's thread and
+are applied on the event loop. Drawing is driven by change, not by a clock: a chunk schedules
+one redraw (at most ~10 a second), and a redraw touches only the widgets whose part of the view
+model changed (``ViewWidget.change_key``). A live run's clock ticks once a second and refreshes
+the header alone. For a run directory a timer asks :class:`EngineWatch` whether the engine is
+gone without ``run_ended``; if so it feeds the reducer a synthetic ``engine_lost`` event.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from pathlib import Path
@@ -19,14 +20,17 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.scrollbar import ScrollBarRender
+from textual.timer import Timer
 
+from engine.logread import Chunk
 from engine.pidfile import request_stop
+from tuiprune import format as fmt
 from tuiprune.dashboard import keys
 from tuiprune.dashboard import viewmodel as vm
 from tuiprune.dashboard.context import Context
 from tuiprune.dashboard.glyphs import glyphs
-from engine.rundir import ENGINE_LOG
-from tuiprune.dashboard.liveness import engine_state, gone_reason, tail_lines
+from tuiprune.dashboard.liveness import EngineWatch, engine_state
+from tuiprune.dashboard.messages import ChunkRead, ReaderFailed
 from tuiprune.dashboard.player import Player
 from tuiprune.dashboard.widgets.accuracy import AccuracyChart
 from tuiprune.dashboard.widgets.header import RunHeader
@@ -37,13 +41,16 @@ from tuiprune.dashboard.widgets.progress import EpochProgress
 from tuiprune.dashboard.widgets.screens import ConfirmStop, HelpScreen
 from tuiprune.dashboard.widgets.sparsity import SparsityPanel
 from tuiprune.dashboard.widgets.strip import StateStrip
-from tuiprune.eventlog import Batch, Tailer
+from tuiprune.tail import Tailer
 
 REDRAW_S = 0.1
 CATCH_UP_REDRAW_S = 0.5  # while reading a long log as fast as possible
+CLOCK_S = 1.0
 LIVENESS_S = 0.5
+RECHECK_S = 0.1  # the engine was just seen gone: look again this soon
 MESSAGE_S = 4.0
 FIXED_LINES = 6  # header 2, state strip 1, progress 2, key bar 1
+WIDGETS = "#header, #strip, #accuracy, #lambda, #progress, #sparsity, #log, #keybar"
 
 
 class AsciiScrollBarRender(ScrollBarRender):
@@ -65,16 +72,16 @@ class DashboardApp(App[None]):
         self.log_path = Path(log_path)
         self.speed = speed
         self.source: Optional[Union[Tailer, Player]] = None
+        self.engine_watch = EngineWatch(run_dir, self.log_path) if run_dir else None
         self.caught_up = False
-        self.batches_applied = 0
-        self._dirty = True
-        self._event_loop: Optional[asyncio.AbstractEventLoop] = None
+        self.reader_failed = False
+        self.chunks_applied = 0
+        self.clock_ticks = 0
         self._shutting = threading.Event()
-        self._dead_size: Optional[int] = None
-        self._remote_noted = False
         self._log_opened = False
-        self._message_until = 0.0
-        self._last_second = 0
+        self._redraw_timer: Optional[Timer] = None
+        self._urgent = False  # the next scheduled redraw draws every change at once
+        self._message_timer: Optional[Timer] = None
         self._last_redraw = 0.0
 
     # ---- layout
@@ -97,79 +104,109 @@ class DashboardApp(App[None]):
                 scroller.vertical_scrollbar.renderer = AsciiScrollBarRender
                 scroller.horizontal_scrollbar.renderer = AsciiScrollBarRender
         self.show_log(False)
-        self._event_loop = asyncio.get_running_loop()
         if self.ctx.mode == "replay":
-            self.source = self.ctx.player = Player(self.log_path, self._deliver, self.speed)
+            self.source = self.ctx.player = Player(self.log_path, self._deliver,
+                                                   self._reader_failed, self.speed)
         else:
-            self.source = Tailer(self.log_path, self._deliver)
+            self.source = Tailer(self.log_path, self._deliver, self._reader_failed)
         self.source.start()
-        self.set_interval(REDRAW_S, self._tick)
-        if self.ctx.run_dir is not None:
+        self.set_interval(CLOCK_S, self._tick_clock)
+        if self.engine_watch is not None:
             self.set_interval(LIVENESS_S, self.check_liveness)
-        self.redraw()
+        self.redraw(force=True)
 
     def on_resize(self) -> None:
-        self.call_after_refresh(self.redraw)  # titles are cut to the new widths
+        self.call_after_refresh(self.redraw, True)  # titles are cut to the new widths
 
     def on_unmount(self) -> None:
         self._shutting.set()
         if self.source is not None:
             self.source.stop()
 
-    # ---- events in (the source's thread hands batches to the event loop and waits)
-    def _deliver(self, batch: Batch) -> None:
+    # ---- events in (the source's thread posts a message and waits until it is applied)
+    def _deliver(self, chunk: Chunk) -> None:
         done = threading.Event()
-        try:
-            self._event_loop.call_soon_threadsafe(self._ingest, batch, done)
-        except RuntimeError:  # the loop is closed: the app has gone
-            return
+        if not self.post_message(ChunkRead(chunk, done)):
+            return  # the app is closing
         while not done.wait(0.25):
             if self._shutting.is_set():
                 return
 
-    def _ingest(self, batch: Batch, done: threading.Event) -> None:
+    def _reader_failed(self, error: BaseException) -> None:
+        reader = "replay" if isinstance(self.source, Player) else "log reader"
+        self.post_message(ReaderFailed(reader, error))
+
+    def on_chunk_read(self, message: ChunkRead) -> None:
         try:
-            self.ctx.reducer.apply_batch(batch)
-            self.batches_applied += 1
-            if batch.caught_up and not self.caught_up:
-                self.caught_up = True
-                view = self.ctx.view
-                if self.ctx.run_dir is None and view.ended is None and view.events:
-                    self.ctx.reducer.note("warning", "the log ends without run_ended and has "
-                                          "no run directory to ask whether its engine lives")
-            self._dirty = True
+            self.apply_chunk(message.chunk)
         finally:
-            done.set()
+            message.done.set()
+
+    def on_reader_failed(self, message: ReaderFailed) -> None:
+        self.reader_failed = True
+        error = message.error
+        self.ctx.reducer.note("error", f"the {message.reader} stopped: "
+                              f"{type(error).__name__}: {error}; what was read so far is shown")
+        self.schedule_redraw()
+
+    def apply_chunk(self, chunk: Chunk) -> None:
+        reducer = self.ctx.reducer
+        try:
+            reducer.apply_chunk(chunk)
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the screen away
+            reducer.note("error", f"the dashboard could not show some events "
+                         f"({type(exc).__name__}: {exc}); it goes on with the rest")
+        self.chunks_applied += 1
+        if chunk.caught_up and not self.caught_up:
+            self.caught_up = True
+            self._urgent = True  # the backlog is read: show all of it now
+            view = self.ctx.view
+            if self.ctx.run_dir is None and view.ended is None and view.events:
+                reducer.note("warning", "the log ends without run_ended and has no run "
+                             "directory to ask whether its engine lives")
+        self.schedule_redraw()
 
     # ---- drawing
-    def _tick(self) -> None:
-        now = time.monotonic()
-        if self.ctx.message and now > self._message_until:
-            self.ctx.message = ""
-            self._dirty = True
-        if self.ctx.view.status == vm.RUNNING and int(now) != self._last_second:
-            self._last_second = int(now)
-            self._dirty = True  # the clock in the header
-        if self._dirty and (now - self._last_redraw >= CATCH_UP_REDRAW_S
-                            or not self.catching_up()):
-            self.redraw()
+    def schedule_redraw(self, at: Optional[float] = None) -> None:
+        """Redraw what changed soon: at most every REDRAW_S (CATCH_UP_REDRAW_S while a
+        backlog is read as fast as it goes), or at monotonic time ``at``."""
+        if self._redraw_timer is not None:
+            return
+        pause = CATCH_UP_REDRAW_S if self.catching_up() else REDRAW_S
+        when = self._last_redraw + pause if at is None else at
+        delay = max(0.01, when - time.monotonic())  # a Timer needs a delay > 0
+        self._redraw_timer = self.set_timer(delay, self._scheduled_redraw)
+
+    def _scheduled_redraw(self) -> None:
+        self._redraw_timer, urgent, self._urgent = None, self._urgent, False
+        self.redraw(urgent=urgent)
+
+    def _tick_clock(self) -> None:
+        """Once a second: the header's clock (it redraws only when its text changed)."""
+        self.clock_ticks += 1
+        self.query_one(RunHeader).sync()
 
     def catching_up(self) -> bool:
         """Reading a backlog as fast as it goes (attach to a long run, replay at speed 0)."""
         player = self.ctx.player
         return not self.caught_up and (player is None or player.speed == 0)
 
-    def redraw(self) -> None:
-        """Bring every widget up to date with the view model now."""
-        self._dirty = False
+    def redraw(self, force: bool = False, urgent: bool = False) -> None:
+        """Bring the widgets up to date with the view model; ``force``: all of them;
+        ``urgent``: now, also those that limit how often they redraw (after a key)."""
         self._last_redraw = time.monotonic()
         view = self.ctx.view
         if (view.errors or view.status == vm.LOST) and not self._log_opened:
             self.show_log(True)
-        for widget in self.query("#header, #strip, #accuracy, #lambda, #progress, #sparsity, "
-                                 "#log, #keybar"):
-            widget.sync()
-        self.fit_panes()
+        changed, due = False, []
+        for widget in self.query(WIDGETS):
+            changed |= widget.sync(force, urgent)
+            if getattr(widget, "due", None) is not None:
+                due.append(widget.due)
+        if changed or force:
+            self.fit_panes()
+        if due:  # a widget put a change off: draw it when it is due
+            self.schedule_redraw(at=min(due))
 
     def fit_panes(self) -> None:
         """Share the lines between charts, sparsity rows and the log pane (Textual's fr units
@@ -187,44 +224,32 @@ class DashboardApp(App[None]):
                 widget.styles.height = max(0, height)
 
     def say(self, message: str) -> None:
-        """A short message in the key bar."""
-        self.ctx.message = message
-        self._message_until = time.monotonic() + MESSAGE_S
+        """A short message in the key bar (for MESSAGE_S seconds)."""
+        self.ctx.message = fmt.printable(message, newlines=False)
+        if self._message_timer is not None:
+            self._message_timer.stop()
+        self._message_timer = self.set_timer(MESSAGE_S, self._clear_message)
+        self.redraw(urgent=True)
+
+    def _clear_message(self) -> None:
+        self._message_timer = None
+        self.ctx.message = ""
         self.redraw()
 
     # ---- liveness
     def check_liveness(self) -> None:
-        """Mark the run "engine lost" when its engine is gone and the log, read to its end,
-        has no ``run_ended``."""
-        view, run_dir = self.ctx.view, self.ctx.run_dir
-        if run_dir is None or view.ended is not None or view.status == vm.LOST:
-            self._dead_size = None
-            return
-        exists = self.log_path.exists()
-        if exists and not self.caught_up:
-            return
-        alive = engine_state(run_dir)
-        if alive is None:
-            if not self._remote_noted:
-                self._remote_noted = True
-                self.ctx.reducer.note("warning", "the engine runs on another host: this "
-                                      "dashboard cannot tell whether it is alive")
-                self._dirty = True
-            return
-        if alive:
-            self._dead_size = None
-            return
-        size = self.log_path.stat().st_size if exists else 0
-        if self._dead_size != size:  # give the reader one more round to reach the end
-            self._dead_size = size
-            if isinstance(self.source, Tailer):
-                self.source.flush_torn_tail()
-            return
-        if isinstance(self.source, Tailer) and self.source.consumed < size:
-            return
-        self.ctx.reducer.mark_engine_lost(gone_reason(run_dir),
-                                          tail_lines(run_dir / ENGINE_LOG))
-        self._dirty = True
+        """Feed the reducer what :class:`EngineWatch` derives (``engine_lost``, a note)."""
+        watch = self.engine_watch
+        tailer = self.source if isinstance(self.source, Tailer) else None
+        event = watch.look(self.ctx.view, self.caught_up or self.reader_failed,
+                           tailer.consumed if tailer is not None else None)
+        if event is not None:
+            self.ctx.reducer.apply(event)
+            self.schedule_redraw()
+        elif watch.waiting_for_reader:  # give the reader one more look, then decide
+            if tailer is not None:
+                tailer.writer_gone()
+            self.set_timer(RECHECK_S, self.check_liveness)
 
     # ---- actions
     def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
@@ -232,7 +257,7 @@ class DashboardApp(App[None]):
 
     def action_select(self, delta: int) -> None:
         self.ctx.select(delta)
-        self.redraw()
+        self.redraw(urgent=True)
 
     def show_log(self, show: bool) -> None:
         pane = self.query_one(LogPane)
@@ -240,7 +265,7 @@ class DashboardApp(App[None]):
         self.fit_panes()
         if show:
             self._log_opened = True
-            pane.sync()
+            pane.sync(force=True)
             pane.show_newest()
 
     def action_toggle_log(self) -> None:
@@ -262,14 +287,14 @@ class DashboardApp(App[None]):
         elif engine_state(run_dir) is not True:
             self.say("the engine is not running here: nothing to stop")
         else:
-            self.push_screen(ConfirmStop(str(run_dir)), self._confirmed_stop)
+            self.push_screen(ConfirmStop(fmt.printable(run_dir)), self._confirmed_stop)
 
     def _confirmed_stop(self, yes: Optional[bool]) -> None:
         if not yes:
             self.say("stop cancelled")
             return
         if request_stop(self.ctx.run_dir):
-            self.ctx.view.stop_requested = True
+            self.ctx.stop_requested = True
             self.say("stop requested: the engine finishes the batch, checkpoints and stops")
         else:
             self.say("the engine was not running")
@@ -277,14 +302,14 @@ class DashboardApp(App[None]):
     def action_toggle_pause(self) -> None:
         if self.ctx.player is not None:
             self.ctx.player.toggle_pause()
-            self.redraw()
+            self.redraw(urgent=True)
 
     def action_speed(self, steps: int) -> None:
         if self.ctx.player is not None:
             self.ctx.player.change_speed(steps)
-            self.redraw()
+            self.redraw(urgent=True)
 
     def action_jump_to_end(self) -> None:
         if self.ctx.player is not None:
             self.ctx.player.jump_to_end()
-            self.redraw()
+            self.redraw(urgent=True)

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rich.text import Text
 
+from tuiprune import format as fmt
 from tuiprune.dashboard.glyphs import Glyphs
 
 Point = Tuple[float, float]
@@ -31,8 +32,18 @@ class Line:
 def _span(values: List[float], given: Optional[Tuple[float, float]]) -> Tuple[float, float]:
     lo, hi = given if given else (min(values), max(values))
     if hi - lo < 1e-12:
-        lo, hi = lo - 1.0, hi + 1.0
+        pad = max(1.0, abs(lo) * 1e-9, abs(hi) * 1e-9)  # 1 for any sane value
+        lo, hi = lo - pad, hi + pad
     return lo, hi
+
+
+def _scale(v: float, lo: float, hi: float, dots: int) -> Optional[int]:
+    """Where ``v`` falls on ``dots + 1`` positions from ``lo`` to ``hi`` (clamped); None when
+    it cannot be placed (differences of huge values overflow)."""
+    f = (v - lo) / (hi - lo) if hi != lo else 0.0
+    if f != f:  # NaN: inf / inf
+        return None
+    return round(min(max(f, 0.0), 1.0) * dots)
 
 
 def _raster(lines: Sequence[Line], cols: int, rows: int, sub: Tuple[int, int],
@@ -46,12 +57,11 @@ def _raster(lines: Sequence[Line], cols: int, rows: int, sub: Tuple[int, int],
         grid: Dict[Tuple[int, int], int] = {}
         prev = None
         for x, y in line.points:
-            if x is None or y is None or not math.isfinite(y):
+            dx = None if x is None else _scale(x, x0, x1, dots_x)
+            dy = None if y is None else _scale(y, y1, y0, dots_y)  # row 0 at the top
+            if dx is None or dy is None:
                 prev = None
                 continue
-            dx = round((x - x0) / (x1 - x0) * dots_x)
-            dy = round((y1 - y) / (y1 - y0) * dots_y)
-            dx, dy = min(max(dx, 0), dots_x), min(max(dy, 0), dots_y)
             steps = max(abs(dx - prev[0]), abs(dy - prev[1])) if prev else 0
             for i in range(steps + 1):
                 px = dx if not steps else round(prev[0] + (dx - prev[0]) * i / steps)
@@ -64,11 +74,16 @@ def _raster(lines: Sequence[Line], cols: int, rows: int, sub: Tuple[int, int],
     return grids
 
 
+def _whole(v: float) -> str:
+    """An axis label: ``91``; huge or tiny magnitudes in scientific notation."""
+    return f"{v:.0f}" if abs(v) < 1e6 else fmt.sci(v)
+
+
 def line_chart(lines: Sequence[Line], width: int, height: int, g: Glyphs, *,
                y_range: Optional[Tuple[float, float]] = None,
                x_range: Optional[Tuple[float, float]] = None,
                steps: Sequence[float] = (), x_labels: Sequence[Tuple[float, str]] = (),
-               y_format: Callable[[float], str] = lambda v: f"{v:.0f}") -> List[Text]:
+               y_format: Optional[Callable[[float], str]] = None) -> List[Text]:
     """``height`` lines of ``width`` cells: a y axis with labels, the lines, dim vertical
     marks at the x positions in ``steps`` and, when given, a row of x labels."""
     xs = [p[0] for line in lines for p in line.points if p[1] is not None]
@@ -76,16 +91,22 @@ def line_chart(lines: Sequence[Line], width: int, height: int, g: Glyphs, *,
     if not xs or width < 8 or height < 2:
         return [Text("no data yet", style="dim")]
     xr, yr = _span(xs, x_range), _span(ys, y_range)
+    y_format = y_format or _whole
     labels = {0: y_format(yr[1]), height - 1 - bool(x_labels): y_format(yr[0])}
     rows = height - bool(x_labels)
     if rows >= 5:
         labels[(rows - 1) // 2] = y_format((yr[0] + yr[1]) / 2)
     gutter = max(len(s) for s in labels.values()) + 1
     cols = width - gutter
+    if cols < 4:
+        return [Text("no room for the chart", style="dim")]
     sub = (2, 4) if g.braille else (1, 1)
-    grids = _raster(lines, cols, rows, sub, xr, yr)
-    step_cols = {min(cols - 1, max(0, round((x - xr[0]) / (xr[1] - xr[0]) * (cols * sub[0] - 1))
-                                    // sub[0])) for x in steps}
+    cells: Dict[Tuple[int, int], Tuple[str, str]] = {}  # a later line draws over an earlier
+    for line, grid in zip(lines, _raster(lines, cols, rows, sub, xr, yr)):
+        for key, bits in grid.items():
+            cells[key] = (chr(0x2800 + bits) if g.braille else line.mark, line.style)
+    step_cols = {(_scale(x, xr[0], xr[1], cols * sub[0] - 1) or 0) // sub[0] for x in steps}
+    blank = (" ", "")
     out = []
     for r in range(rows):
         text = Text(no_wrap=True, overflow="crop")
@@ -95,12 +116,7 @@ def line_chart(lines: Sequence[Line], width: int, height: int, g: Glyphs, *,
         run: List[str] = []
         run_style = ""
         for c in range(cols):
-            char, style = " ", ""
-            for line, grid in zip(lines, grids):
-                bits = grid.get((c, r))
-                if bits:
-                    char = chr(0x2800 + bits) if g.braille else line.mark
-                    style = line.style
+            char, style = cells.get((c, r), blank)
             if char == " " and c in step_cols:
                 char, style = g.step_mark, "dim"
             if style != run_style and run:
@@ -113,8 +129,8 @@ def line_chart(lines: Sequence[Line], width: int, height: int, g: Glyphs, *,
     if x_labels:
         axis = [" "] * cols
         for x, label in x_labels:
-            c = round((x - xr[0]) / (xr[1] - xr[0]) * (cols - 1))
-            if 0 <= c and c + len(label) <= cols and all(ch == " " for ch in axis[c:c + len(label)]):
+            c = _scale(x, xr[0], xr[1], cols - 1)
+            if c is not None and c + len(label) <= cols and all(ch == " " for ch in axis[c:c + len(label)]):
                 axis[c:c + len(label)] = list(label)
         out.append(Text(" " * (gutter - 1) + g.corner + "".join(axis), style="dim",
                         no_wrap=True, overflow="crop"))
@@ -131,9 +147,11 @@ def sparkline(values: Sequence[float], width: int, g: Glyphs) -> str:
                   / max(1, (i + 1) * n // width - i * n // width) for i in range(width)]
     lo, hi = min(values), max(values)
     top = len(g.spark) - 1
-    if hi - lo < 1e-12:
+    scale = 1.0 if math.isfinite(hi - lo) else 0.5  # keep differences finite (±1e308)
+    span = (hi - lo) if scale == 1.0 else hi * scale - lo * scale
+    if span <= 1e-12 * max(1.0, abs(lo)):
         return g.spark[top // 2] * len(values)
-    return "".join(g.spark[round((v - lo) / (hi - lo) * top)] for v in values)
+    return "".join(g.spark[round((v * scale - lo * scale) / span * top)] for v in values)
 
 
 def bar(fraction: Optional[float], width: int, g: Glyphs, style: str = "") -> Text:
@@ -152,6 +170,7 @@ def bar(fraction: Optional[float], width: int, g: Glyphs, style: str = "") -> Te
 
 def segmented_bar(filled: int, total: int, width: int, g: Glyphs, style: str = "") -> Text:
     """``total`` equal segments (heads) of which ``filled`` are drawn full."""
+    filled = max(0, min(filled, total))
     if total <= 0 or width < total:
         return bar(filled / total if total > 0 else 0.0, width, g, style)
     cell = width // total

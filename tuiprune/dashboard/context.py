@@ -1,4 +1,6 @@
-"""What every widget needs besides the view model: glyphs, mode, selection, replay state."""
+"""What every widget needs besides the view model: glyphs, mode, and the screen's own state
+(selection, replay, a stop requested, a short message), which is not the run's and so not in
+the view model."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ class Context:
     run_dir: Optional[Path] = None
     player: Optional[object] = None  # a tuiprune.dashboard.player.Player in replay
     chosen: Optional[int] = None  # the state picked with left/right; None follows the run
-    message: str = ""
+    message: str = ""  # a short message in the key bar after an action
+    stop_requested: bool = False  # the user asked the engine to stop (S, y)
 
     @property
     def view(self) -> RunView:

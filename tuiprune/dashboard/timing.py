@@ -55,7 +55,7 @@ def run_eta(view: RunView) -> Optional[float]:
     planned = _planned_epochs(view)
     if not planned:
         return None
-    finished = [pt.seconds for st in view.states for pt in st.points if pt.seconds]
+    finished = [pt.seconds for st in view.states for pt in st.points.values() if pt.seconds]
     current = epoch_fraction(view)
     p = view.progress
     spent = sum(finished)

@@ -1,16 +1,23 @@
-"""The dashboard's view model: what the widgets draw, small and bounded (no Textual here)."""
+"""The dashboard's view model: what the widgets draw, small and bounded (no Textual here).
+
+Every string in it has passed :func:`tuiprune.format.printable` (the reducer is the boundary
+between the log and the screen), and every number came from a validated event. What the user
+does with the screen (selection, stop requested, messages) is not here: it lives in
+:class:`tuiprune.dashboard.context.Context`.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional
+from typing import Deque, Dict, List, Optional
 
 from tuiprune.dashboard.series import BoundedSeries
 
 LOG_CAPACITY = 1000
 LAMBDA_POINTS = 256
 BATCH_POINTS = 256
+PROBLEMS_KEPT = 5
 
 # Run statuses (header) and state statuses (strip).
 WAITING, RUNNING, STOPPED, COMPLETED, FAILED, LOST = (
@@ -64,11 +71,43 @@ class Structure:
 
 
 @dataclass
+class Squeeze:
+    """What RSST squeezes toward its target: weights, heads and neurons."""
+
+    regularized: Optional[int]
+    heads: Optional[int]
+    neurons: Optional[int]
+
+
+@dataclass
+class LambdaNow:
+    """The last ``lambda`` event of a state."""
+
+    value: Optional[float]
+    step: Optional[int]
+    steps: Optional[int]
+    squeeze: Squeeze
+
+
+@dataclass
+class RunEnd:
+    """What ``run_ended`` said (``status`` as written, made printable)."""
+
+    status: str
+    best_val_acc: Optional[float]
+    final_val_acc: Optional[float]
+    test_acc: Optional[float]
+    sparsity: Optional[float]
+    seconds: Optional[float]
+    message: str
+
+
+@dataclass
 class StateView:
     index: int
     epochs: Optional[int] = None
     status: str = PENDING
-    points: List[EpochPoint] = field(default_factory=list)
+    points: Dict[int, EpochPoint] = field(default_factory=dict)  # epoch -> its point
     best_val_acc: Optional[float] = None
     best_epoch: Optional[int] = None
     final_val_acc: Optional[float] = None
@@ -76,9 +115,9 @@ class StateView:
     sparsity_start: Optional[float] = None
     sparsity_end: Optional[float] = None
     rewound_to: Optional[str] = None
-    squeezing: Optional[Dict[str, Any]] = None
+    squeezing: Optional[Squeeze] = None
     lambdas: BoundedSeries = field(default_factory=lambda: BoundedSeries(LAMBDA_POINTS))
-    lambda_last: Optional[Dict[str, Any]] = None
+    lambda_last: Optional[LambdaNow] = None
     pruned: Optional[Structure] = None
     hard_cut: Optional[Structure] = None
     seconds: Optional[float] = None
@@ -86,6 +125,12 @@ class StateView:
     @property
     def epochs_done(self) -> int:
         return len(self.points)
+
+    def ordered_points(self) -> List[EpochPoint]:
+        return [self.points[e] for e in sorted(self.points)]
+
+    def last_point(self) -> Optional[EpochPoint]:
+        return self.points[max(self.points)] if self.points else None
 
 
 @dataclass
@@ -122,11 +167,24 @@ class LogEntry:
 
 
 @dataclass
+class Changes:
+    """Counters the reducer bumps per part of the view, so each widget redraws only when
+    what it draws may have changed."""
+
+    run: int = 0  # identity, status, end of the run (header, strip, progress)
+    states: int = 0  # state statuses and epoch points (strip, accuracy, progress)
+    progress: int = 0  # the current epoch's batches (progress, header's ETA)
+    lam: int = 0  # λ updates and hard cuts (λ panel)
+    structure: int = 0  # pruning steps and hard cuts (sparsity)
+    log: int = 0  # log entries, malformed-line counts (log pane)
+
+
+@dataclass
 class RunView:
     run_id: str = ""
     name: str = ""
-    model: Dict[str, Any] = field(default_factory=dict)
-    data: Dict[str, Any] = field(default_factory=dict)
+    model_name: str = ""
+    dataset: str = ""
     method: str = ""
     sorting: str = ""
     criterion: str = ""
@@ -139,21 +197,23 @@ class RunView:
     started_at: Optional[float] = None
     last_time: Optional[float] = None
     status: str = WAITING
-    ended: Optional[Dict[str, Any]] = None
+    ended: Optional[RunEnd] = None
     current_state: Optional[int] = None
     states: List[StateView] = field(default_factory=list)
     progress: Progress = field(default_factory=Progress)
     log: Deque[LogEntry] = field(default_factory=lambda: deque(maxlen=LOG_CAPACITY))
     warnings: int = 0
     errors: int = 0
-    bad_lines: int = 0
-    bad_events: int = 0
+    malformed: int = 0  # lines of the log skipped as malformed
+    problems: List[str] = field(default_factory=list)  # the first few reasons
+    torn: bool = False  # the log ends in an unterminated line (never read)
     events: int = 0
     newer_schema: Optional[int] = None
-    stop_requested: bool = False
+    changes: Changes = field(default_factory=Changes)
 
     def state(self, index: int) -> StateView:
-        """The view of state ``index``, created (with those before it) on first use."""
+        """The view of state ``index`` (a validated, bounded index), created with those before
+        it on first use."""
         while len(self.states) <= index:
             self.states.append(StateView(len(self.states)))
         return self.states[index]
@@ -164,4 +224,5 @@ class RunView:
 
     @property
     def finished(self) -> bool:
-        return self.status in (STOPPED, COMPLETED, FAILED, LOST)
+        """The run has ended (whatever its ``run_ended`` status says), or its engine is lost."""
+        return self.ended is not None or self.status == LOST

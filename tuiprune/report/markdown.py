@@ -15,6 +15,7 @@ from engine.schema import SCHEMA_VERSION
 from tuiprune import format as fmt
 from tuiprune.report.checks import Check, config_value
 from tuiprune.report.compare import comparison
+from tuiprune.report.figures import Figure
 from tuiprune.report.log import LoggedRun
 from tuiprune.report.mdtext import Md, bullets, heading, table, text
 from tuiprune.report.steps import (export_section, lambda_section, pruning_steps, upper,
@@ -237,9 +238,26 @@ def messages(log: RunLog) -> List[str]:
     return heading(2, "Warnings and errors") + bullets(lines) + [""]
 
 
-def render(run: LoggedRun, checks: Sequence[Check],
-           compare: Optional[LoggedRun] = None) -> str:
-    """The whole report."""
+def figures_section(figures: Sequence[Figure], prefix: str = "", missing: str = "") -> \
+        List[str]:
+    """``## Figures``: each drawn figure embedded (its file name after ``prefix``) with its
+    caption, each skipped one with the reason; ``missing``: why none could be drawn."""
+    if missing:
+        return heading(2, "Figures") + [f"_{text(missing)}_", ""]
+    if not figures:
+        return []
+    out = heading(2, "Figures")
+    for f in figures:
+        if f.png is None:
+            out += [f"_{text(f.title)}: {text(f.note)}._", ""]
+        else:
+            out += [f"![{text(f.title)}]({f.filename(prefix)})", "", f"_{text(f.caption)}_", ""]
+    return out
+
+
+def render(run: LoggedRun, checks: Sequence[Check], compare: Optional[LoggedRun] = None,
+           figures: Sequence[str] = ()) -> str:
+    """The whole report; ``figures``: the lines of :func:`figures_section`."""
     log = run.log
     lines = [title(run), "",
              f"**Status**: {status_line(run)}  ",
@@ -249,7 +267,8 @@ def render(run: LoggedRun, checks: Sequence[Check],
     missing = missing_items(run)
     if missing:
         lines += heading(2, "Missing or incomplete") + bullets(missing) + [""]
-    lines += states(log) + pruning_steps(log) + lambda_section(log) + verification(checks)
+    lines += list(figures) + states(log) + pruning_steps(log) + lambda_section(log)
+    lines += verification(checks)
     lines += export_section(run.exports) + messages(log)
     if compare is not None:
         lines += comparison(run, compare)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Hashable, List, Tuple
 
 from rich.text import Text
 
-from tuiprune.dashboard import fmt
+from tuiprune import format as fmt
 from tuiprune.dashboard.charts import Line, line_chart
 from tuiprune.dashboard.viewmodel import RunView
 from tuiprune.dashboard.widgets.base import ViewWidget, clip
@@ -27,7 +27,7 @@ def state_offsets(view: RunView) -> Tuple[List[int], int]:
 def series(view: RunView, offsets: List[int]) -> Tuple[list, list]:
     train, val = [], []
     for st, offset in zip(view.states, offsets):
-        for pt in st.points:
+        for pt in st.ordered_points():
             x = offset + pt.epoch + 1
             if pt.train_acc is not None:
                 train.append((x, pt.train_acc))
@@ -37,33 +37,31 @@ def series(view: RunView, offsets: List[int]) -> Tuple[list, list]:
 
 
 class AccuracyChart(ViewWidget):
-    def change_key(self):
-        view = self.ctx.view
-        return id(view), len(view.states), sum(st.epochs_done for st in view.states)
+    def change_key(self) -> Hashable:
+        return self.ctx.view.changes.states
 
-    def sync(self) -> None:
+    def title(self) -> Text:
         g = self.ctx.glyphs
-        if g.ascii:
-            legend = f"{g.train_mark} train  {g.val_mark} val  {g.step_mark} prune"
-        else:
-            legend = (f"[{TRAIN_STYLE}]{g.train_mark}[/] train  [{VAL_STYLE}]{g.val_mark}[/] "
-                      f"val  {g.step_mark} prune")
-        self.border_title = f"Accuracy  {legend}"
-        super().sync()
+        text = Text("Accuracy  ")
+        text.append(g.train_mark, style="" if g.ascii else TRAIN_STYLE)
+        text.append(" train  ")
+        text.append(g.val_mark, style="" if g.ascii else VAL_STYLE)
+        text.append(f" val  {g.step_mark} prune")
+        return text
 
     def summary(self) -> Text:
         view = self.ctx.view
-        last = next((st.points[-1] for st in reversed(view.states) if st.points), None)
+        last = next((st.last_point() for st in reversed(view.states) if st.points), None)
         text = Text(no_wrap=True)
         if last is None:
             return text
         text.append(f"s{last.state} e{last.epoch}: ")
-        text.append(f"train {fmt.pct(last.train_acc, 2)}", style=TRAIN_STYLE)
+        text.append(f"train {fmt.pct(last.train_acc)}", style=TRAIN_STYLE)
         text.append("  ")
-        text.append(f"val {fmt.pct(last.val_acc, 2)}", style=VAL_STYLE)
+        text.append(f"val {fmt.pct(last.val_acc)}", style=VAL_STYLE)
         best = max((st.best_val_acc for st in view.states if st.best_val_acc is not None),
                    default=None)
-        text.append(f"  best {fmt.pct(best, 2)}")
+        text.append(f"  best {fmt.pct(best)}")
         return text
 
     def lines(self, width: int, height: int) -> List[Text]:

@@ -1,7 +1,13 @@
-"""The base of the dashboard's widgets: render text lines from the context's view model."""
+"""The base of the dashboard's widgets: render text lines from the context's view model, and
+redraw only when what they draw may have changed.
+
+Everything a widget draws is a Rich ``Text`` built from strings the reducer made printable;
+no widget builds console markup from data (a ``[`` in a run name is just a character).
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Hashable, List, Optional
 
 from rich.text import Text
@@ -15,25 +21,51 @@ def join(lines: List[Text]) -> Text:
 
 
 class ViewWidget(Widget):
-    """Draws ``lines(width, height)``; :meth:`sync` is called after the view changed."""
+    """Draws ``lines(width, height)`` under the border title ``title()``.
+
+    :meth:`sync` is called whenever the view model may have changed; it redraws only when
+    :meth:`change_key` differs from the last drawn one (the reducer's change counters for the
+    part of the view this widget shows, and the screen state it depends on). A costly widget
+    sets ``MIN_INTERVAL``: while a run streams updates it redraws at most that often, and
+    :attr:`due` says when the change it put off should be drawn."""
+
+    MIN_INTERVAL = 0.0
 
     def __init__(self, ctx: Context, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ctx = ctx
         self._drawn_key: Optional[Hashable] = None
+        self._drawn_at = float("-inf")
+        self.due: Optional[float] = None  # monotonic time a put-off change is to be drawn
+        self.redraws = 0  # how often sync() asked for a redraw (tests, the cost benchmark)
 
-    def change_key(self) -> Optional[Hashable]:
-        """A value that changes whenever what this widget draws may change; None: always
-        redraw. Lets costly widgets skip redraws while the run only moves batches along."""
+    def change_key(self) -> Hashable:
+        """A value that changes whenever what this widget draws may change."""
+        raise NotImplementedError
+
+    def title(self) -> Optional[Text]:
+        """The border title, or None for a widget without one."""
         return None
 
-    def sync(self) -> None:
-        """Update titles and schedule a redraw (when something this widget shows changed)."""
+    def sync(self, force: bool = False, urgent: bool = False) -> bool:
+        """Redraw when something this widget shows changed (``force``: anyway, e.g. after a
+        resize; ``urgent``: now, even within ``MIN_INTERVAL``, as after a key press). True
+        when a redraw was asked for."""
         key = self.change_key()
-        if key is not None and key == self._drawn_key:
-            return
-        self._drawn_key = key
+        if not force and key == self._drawn_key:
+            self.due = None
+            return False
+        now = time.monotonic()
+        if not (force or urgent) and now - self._drawn_at < self.MIN_INTERVAL:
+            self.due = self._drawn_at + self.MIN_INTERVAL
+            return False
+        self._drawn_key, self._drawn_at, self.due = key, now, None
+        title = self.title()
+        if title is not None:
+            set_title(self, title, self.ctx.glyphs.ellipsis)
+        self.redraws += 1
         self.refresh(layout=self.styles.height is not None and self.styles.height.is_auto)
+        return True
 
     def lines(self, width: int, height: int) -> List[Text]:
         raise NotImplementedError
@@ -65,9 +97,12 @@ def spread(left: Text, right: Text, width: int, ellipsis: str) -> Text:
     return line
 
 
-def set_title(widget: Widget, title: str, ellipsis: str) -> None:
-    """Set a border title cut to the widget's width (Textual would cut it with '…')."""
+def set_title(widget: Widget, title: Text, ellipsis: str) -> None:
+    """Set a border title (a ``Text``: never parsed as markup) cut to the widget's width
+    (Textual would cut it with '…'); nothing is redrawn when it did not change."""
     room = widget.outer_size.width - 6
-    if 0 < room < len(title):
-        title = title[:max(0, room - len(ellipsis))] + ellipsis
-    widget.border_title = title
+    if room > 0:
+        title = clip(title, room, ellipsis)
+    if getattr(widget, "_shown_title", None) != title:
+        widget._shown_title = title
+        widget.border_title = title

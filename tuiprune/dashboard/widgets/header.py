@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import Hashable, List
 
 from rich.text import Text
 
-from tuiprune.dashboard import fmt, timing
+from tuiprune import format as fmt
+from tuiprune.dashboard import timing
 from tuiprune.dashboard import viewmodel as vm
 from tuiprune.dashboard.widgets.base import ViewWidget, clip, spread
 
@@ -17,11 +18,15 @@ STATUS_STYLE = {
 
 
 class RunHeader(ViewWidget):
+    def change_key(self) -> Hashable:
+        # The clock is part of the key: the header redraws when its seconds move, not more.
+        return (self.ctx.view.changes.run, self.status_text().plain, self.replay_text().plain)
+
     def status_text(self) -> Text:
         view = self.ctx.view
         status = view.status
         label = status.upper()
-        if view.stop_requested and status == vm.RUNNING:
+        if self.ctx.stop_requested and status == vm.RUNNING:
             label = "STOPPING"
         text = Text(f" {label} ", style=STATUS_STYLE.get(status, "bold"))
         text.append(f"  {fmt.duration(timing.elapsed(view, self.ctx.now()))}")
@@ -49,12 +54,11 @@ class RunHeader(ViewWidget):
         title.append("  ")
         title.append(g.text(view.name or view.run_id or "waiting for the run to start"),
                      style="bold")
-        parts = [view.model.get("name"), view.data.get("dataset"), view.method.upper(),
-                 view.sorting]
+        parts = [view.model_name, view.dataset, view.method.upper(), view.sorting]
         if view.head_ratio or view.mlp_ratio:
             parts.append(f"head {fmt.ratios(view.head_ratio)} mlp {fmt.ratios(view.mlp_ratio)}")
         parts.append(view.criterion)
-        info = Text(g.text(g.sep.join(str(p) for p in parts if p)), no_wrap=True)
+        info = Text(g.text(g.sep.join(p for p in parts if p)), no_wrap=True)
         right = self.replay_text()
         right.append_text(self.status_text())
         return [spread(title, right, width, g.ellipsis), clip(info, width, g.ellipsis)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import Hashable, List
 
 from rich.text import Text
 
@@ -11,8 +11,11 @@ from tuiprune.dashboard.widgets.base import ViewWidget, clip
 
 
 class KeyBar(ViewWidget):
+    def change_key(self) -> Hashable:
+        return self.ctx.message, self.ctx.mode
+
     def lines(self, width: int, height: int) -> List[Text]:
         g = self.ctx.glyphs
         if self.ctx.message:
-            return [clip(Text(self.ctx.message, style="bold"), width, g.ellipsis)]
+            return [clip(Text(g.text(self.ctx.message), style="bold"), width, g.ellipsis)]
         return [clip(Text(key_bar(self.ctx.mode, g), style="dim"), width, g.ellipsis)]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from typing import List, Optional
+from typing import Hashable, List, Optional
 
 from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Static
 
+from tuiprune import format as fmt
 from tuiprune.dashboard.context import Context
 from tuiprune.dashboard.glyphs import Glyphs
 from tuiprune.dashboard.viewmodel import LogEntry
@@ -21,8 +21,7 @@ LEVEL = {"info": ("info ", "dim"), "warning": ("WARN ", "bold yellow"),
 
 def entry_text(entry: LogEntry, g: Glyphs) -> Text:
     label, style = LEVEL.get(entry.level, (entry.level.upper()[:5], ""))
-    stamp = time.strftime("%H:%M:%S", time.localtime(entry.time)) if entry.time else "--:--:--"
-    text = Text(f"{stamp} ", style="dim")
+    text = Text(f"{fmt.clock(entry.time)} ", style="dim")
     text.append(label, style=style)
     if entry.where:
         text.append(f" {entry.where}", style="dim")
@@ -31,6 +30,11 @@ def entry_text(entry: LogEntry, g: Glyphs) -> Text:
     if rest:
         text.append("\n" + rest, style="red" if entry.level == "error" else "")
     return text
+
+
+def malformed_text(count: int) -> str:
+    """``3 malformed lines skipped``."""
+    return f"{fmt.plural(count, 'malformed line')} skipped"
 
 
 class LogView(VerticalScroll, inherit_bindings=False):
@@ -45,6 +49,7 @@ class LogPane(Vertical):
         self.ctx = ctx
         self.filter = ""
         self._shown: Optional[tuple] = None
+        self.redraws = 0  # how often its body was rebuilt (tests, the cost benchmark)
         self.body = Static("", id="log-body")
         self.input = Input(placeholder="filter the log: Enter keeps it, Esc clears it",
                            id="log-filter")
@@ -65,33 +70,45 @@ class LogPane(Vertical):
                        or needle in e.level or needle in e.where]
         return entries
 
-    def sync(self) -> None:
+    def change_key(self) -> Hashable:
+        return self.ctx.view.changes.log, self.filter
+
+    def title(self) -> Text:
         view, g = self.ctx.view, self.ctx.glyphs
-        parts = [f"{view.warnings} warning{'s' * (view.warnings != 1)}",
-                 f"{view.errors} error{'s' * (view.errors != 1)}"]
-        if view.bad_lines:
-            parts.append(f"{view.bad_lines} unparseable line{'s' * (view.bad_lines != 1)}")
+        parts = [fmt.plural(view.warnings, "warning"), fmt.plural(view.errors, "error")]
+        if view.malformed:
+            parts.append(malformed_text(view.malformed))
         if self.filter:
-            parts.append(f'filter "{g.text(self.filter)}"')
-        set_title(self, "Log" + g.sep + g.sep.join(parts), g.ellipsis)
-        last = view.log[-1] if view.log else None
-        key = (id(view), len(view.log), id(last), view.bad_lines, self.filter)
-        if key == self._shown:
-            return
+            parts.append(f'filter "{g.text(fmt.printable(self.filter, newlines=False))}"')
+        return Text("Log" + g.sep + g.sep.join(parts))
+
+    def sync(self, force: bool = False, urgent: bool = False) -> bool:
+        key = self.change_key()
+        if not force and key == self._shown:
+            return False
         self._shown = key
+        self.redraws += 1
+        set_title(self, self.title(), self.ctx.glyphs.ellipsis)
+        scroller = self.query_one(LogView)
+        following = scroller.scroll_offset.y >= scroller.max_scroll_y - 1
+        self.body.update(Text("\n").join(self.body_lines()))
+        if following:
+            self.show_newest()
+        return True
+
+    def body_lines(self) -> List[Text]:
+        """The malformed-line count, then the entries that match the filter."""
+        view, g = self.ctx.view, self.ctx.glyphs
         lines: List[Text] = []
-        if view.bad_lines:
-            lines.append(Text(f"skipped {view.bad_lines} unparseable line"
-                              f"{'s' * (view.bad_lines != 1)} of the event log", style="yellow"))
+        if view.malformed:
+            first = f" (first: {view.problems[0]})" if view.problems else ""
+            lines.append(Text(f"{malformed_text(view.malformed)} from the event log{first}",
+                              style="yellow"))
         lines += [entry_text(e, g) for e in self.matching()]
         if not lines:
             lines.append(Text("nothing matches" if self.filter else "nothing logged yet",
                               style="dim"))
-        scroller = self.query_one(LogView)
-        following = scroller.scroll_offset.y >= scroller.max_scroll_y - 1
-        self.body.update(Text("\n").join(lines))
-        if following:
-            self.show_newest()
+        return lines
 
     def show_newest(self) -> None:
         """Scroll to the newest entries once the new content is laid out."""

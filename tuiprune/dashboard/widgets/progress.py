@@ -3,11 +3,12 @@ how the run ended once it has."""
 
 from __future__ import annotations
 
-from typing import List
+from typing import Hashable, List
 
 from rich.text import Text
 
-from tuiprune.dashboard import fmt, timing
+from tuiprune import format as fmt
+from tuiprune.dashboard import timing
 from tuiprune.dashboard import viewmodel as vm
 from tuiprune.dashboard.charts import bar, sparkline
 from tuiprune.dashboard.widgets.base import ViewWidget, clip
@@ -17,6 +18,10 @@ END_STYLE = {vm.COMPLETED: "bold cyan", vm.STOPPED: "bold yellow", vm.FAILED: "b
 
 
 class EpochProgress(ViewWidget):
+    def change_key(self) -> Hashable:
+        changes = self.ctx.view.changes
+        return changes.progress, changes.states, changes.run
+
     def epoch_line(self, width: int) -> Text:
         view, g = self.ctx.view, self.ctx.glyphs
         p = view.progress
@@ -25,7 +30,8 @@ class EpochProgress(ViewWidget):
             text.append("no epoch started yet", style="dim")
             return text
         epochs = view.states[p.state].epochs if p.state < len(view.states) else None
-        text.append(f"state {p.state}{g.sep}epoch {p.epoch + 1}/{epochs or '?'}{g.sep}", style="bold")
+        text.append(f"state {p.state}{g.sep}epoch {p.epoch + 1}/{epochs or fmt.NO_VALUE}"
+                    f"{g.sep}", style="bold")
         batch = 0 if p.batch is None else p.batch + 1
         tail = (f" {timing.epoch_fraction(view) * 100:3.0f}%{g.sep}batch {batch}/"
                 f"{fmt.count(p.batches)}{g.sep}{fmt.count(round(p.images_per_s or 0))} img/s"
@@ -45,28 +51,28 @@ class EpochProgress(ViewWidget):
             return text
         each = max(4, (width - 30) // 2)
         if loss:
-            text.append(f"loss {fmt.compact(loss[-1]):>7} ")
+            text.append(f"loss {fmt.sci(loss[-1]):>7} ")
             text.append(sparkline(loss, each, g), style="yellow")
             text.append("  ")
         if acc:
-            text.append(f"acc {fmt.pct(acc[-1]):>6} ")
+            text.append(f"acc {fmt.pct(acc[-1], 1):>6} ")
             text.append(sparkline(acc, each, g), style="green")
         return text
 
     def end_line(self) -> Text:
         view, g = self.ctx.view, self.ctx.glyphs
-        end = view.ended or {}
-        text = Text(f"run {view.status}", style=END_STYLE.get(view.status, "bold"))
-        if view.status == vm.LOST:
+        end = view.ended
+        text = Text(f"run {g.text(view.status)}", style=END_STYLE.get(view.status, "bold"))
+        if end is None:  # the engine is lost
             text.append(f"{g.sep}see the log pane (l) for the last lines of engine.log")
             return text
-        text.append(f"{g.sep}best val {fmt.pct(end.get('best_val_acc'), 2)}"
-                    f"{g.sep}final val {fmt.pct(end.get('final_val_acc'), 2)}")
-        if end.get("test_acc") is not None:
-            text.append(f"{g.sep}test {fmt.pct(end.get('test_acc'), 2)}")
-        text.append(f"{g.sep}sparsity {fmt.pct(end.get('sparsity'), 2)}")
-        if end.get("message"):
-            text.append(f"{g.sep}{g.text(str(end['message']))}")
+        text.append(f"{g.sep}best val {fmt.pct(end.best_val_acc)}"
+                    f"{g.sep}final val {fmt.pct(end.final_val_acc)}")
+        if end.test_acc is not None:
+            text.append(f"{g.sep}test {fmt.pct(end.test_acc)}")
+        text.append(f"{g.sep}sparsity {fmt.pct(end.sparsity)}")
+        if end.message:
+            text.append(f"{g.sep}{g.text(end.message)}")
         return text
 
     def lines(self, width: int, height: int) -> List[Text]:

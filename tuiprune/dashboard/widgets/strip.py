@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import Hashable, List
 
 from rich.text import Text
 
-from tuiprune.dashboard import fmt
+from tuiprune import format as fmt
 from tuiprune.dashboard import viewmodel as vm
 from tuiprune.dashboard.viewmodel import StateView
 from tuiprune.dashboard.widgets.base import ViewWidget, clip
@@ -16,10 +16,14 @@ MARK_STYLE = {vm.ACTIVE: "bold green", vm.DONE: "cyan", vm.FAILED: "bold red",
 
 
 class StateStrip(ViewWidget):
+    def change_key(self) -> Hashable:
+        changes = self.ctx.view.changes
+        return changes.states, changes.run, self.ctx.selected
+
     def item(self, st: StateView) -> str:
         text = f"{st.index} {self.ctx.glyphs.state_mark(st.status)}"
         if st.status == vm.DONE:
-            text += f" {fmt.pct(st.best_val_acc)} sp {fmt.pct(st.sparsity_end)}"
+            text += f" {fmt.pct(st.best_val_acc, 1)} sp {fmt.pct(st.sparsity_end, 1)}"
         elif st.status == vm.ACTIVE and st.epochs:
             text += f" e{st.epochs_done}/{st.epochs}"
         return f"[{text}]"
@@ -30,7 +34,7 @@ class StateStrip(ViewWidget):
         if not view.states:
             line.append("none yet", style="dim")
             return [line]
-        items = [self.item(st) for st in view.states]
+        items = _Items(self, view.states)  # only the states that fit are formatted
         selected = self.ctx.selected
         # The widest window of states around the selected one that fits.
         lo = hi = selected
@@ -56,3 +60,18 @@ class StateStrip(ViewWidget):
         if hi < len(items) - 1:
             line.append(g.ellipsis, style="dim")
         return [clip(line, width, g.ellipsis)]
+
+
+class _Items:
+    """``items[i]``: state ``i``'s label, formatted on first use."""
+
+    def __init__(self, strip: StateStrip, states: List[StateView]) -> None:
+        self.strip, self.states, self.done = strip, states, {}
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def __getitem__(self, i: int) -> str:
+        if i not in self.done:
+            self.done[i] = self.strip.item(self.states[i])
+        return self.done[i]

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import List
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # A real timm ViT small enough that a 3-state run takes seconds on 2 CPU cores.
 TINY = [

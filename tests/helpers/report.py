@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-RUNS = Path(__file__).parent / "fixtures" / "runs"
+RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
 COMPLETED = ["refill_global", "rsst_global", "rsst_layerwise"]
 _PIPE = re.compile(r"(?<!\\)\|")
 _ESCAPED = re.compile(r"\\([\\`*_\[\]<>|&~])")

@@ -1,0 +1,270 @@
+"""The dashboard's cost to a run (issue 14 item 11): the engine's images/s headless against
+the same engine with a dashboard attached in a real terminal (tmux), and the dashboard's own
+CPU while it follows the run and while nothing changes.
+
+Each repetition starts the engine the way ``tuiprune watch CONFIG`` does (detached, output to
+engine.log) on the demo model, for ``--states`` x ``--epochs``; headless and attached
+repetitions alternate so drift and other load hit both alike, and medians are reported. The
+engine's speed is the mean of its ``epoch_ended.images_per_s``; the dashboard's CPU is its
+process's user+system time (``/proc/<pid>/stat``) over wall time. Idle is measured on a finished
+run (nothing changes) and on a live run whose engine writes nothing (clock, liveness and the
+tailer's polls only), ``--idle`` seconds each.
+
+Targets: attached engine >= 98 % of headless images/s; dashboard idle <= 1 % of a core.
+Exit status 1 when one is missed. ``--ui-root DIR`` runs the dashboard from another checkout
+(e.g. the main branch, for a before/after comparison); the engine always runs from this one.
+
+    .venv/bin/python bench/bench_dashboard.py [--reps 3] [--states 1] [--epochs 3] [--idle 10]
+        [--train-size 4000] [--ui-root DIR] [--dashboard-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.pidfile import read_pidfile  # noqa: E402
+from tuiprune.launch import start_detached  # noqa: E402
+
+TARGET_RATIO = 0.98
+TARGET_IDLE_PCT = 1.0
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> Optional[float]:
+    """User + system CPU seconds of process ``pid`` so far (None when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def events(run_dir: Path) -> List[dict]:
+    """The run's events (read once it has ended)."""
+    out = []
+    for line in (run_dir / "events.jsonl").read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+class Dashboard:
+    """``tuiprune watch RUN_DIR`` in a private tmux server (120x40); ``pid`` is its process."""
+
+    def __init__(self, run_dir: Path, ui_root: Path):
+        self.socket = f"bench-dashboard-{os.getpid()}-{time.monotonic_ns()}"
+        command = (f"cd {shlex.quote(str(ui_root))} && exec env "
+                   f"PYTHONPATH={shlex.quote(str(ui_root))} {shlex.quote(sys.executable)} "
+                   f"-m tuiprune watch {shlex.quote(str(run_dir))}")
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", "120", "-y", "40",
+                  "sh", "-c", command)
+        self.pid = int(self.tmux("display-message", "-p", "-t", "b", "#{pane_pid}"))
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                              text=True, timeout=20).stdout.strip()
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "b")
+
+    def wait_screen(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the dashboard never showed {text!r}:\n{self.screen()}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.tmux("send-keys", "-t", "b", "q")
+        time.sleep(0.5)
+        self.tmux("kill-server")
+
+
+def cpu_pct(pid: int, seconds: float) -> float:
+    """The CPU share of ``pid`` over the next ``seconds``."""
+    before, t = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return 100 * (cpu_seconds(pid) - before) / (time.monotonic() - t)
+
+
+def one_run(tmp: Path, tag: str, sets: List[str], ui_root: Optional[Path]
+            ) -> Tuple[float, Optional[float], Optional[float]]:
+    """(engine images/s, dashboard CPU % while following, dashboard CPU % idle afterwards)."""
+    run_dir = start_detached(ROOT / "configs" / "demo.toml",
+                             [*sets, f"run.output_dir='{tmp}'", f"run.name='{tag}'"])
+    engine = read_pidfile(run_dir)["pid"]
+    board = Dashboard(run_dir, ui_root) if ui_root is not None else None
+    follow = idle = None
+    try:
+        t0 = time.monotonic()
+        cpu0 = cpu_seconds(board.pid) if board else None
+        while cpu_seconds(engine) is not None:  # reaped by launch's waiter thread on exit
+            time.sleep(0.5)
+        if board:
+            follow = 100 * (cpu_seconds(board.pid) - cpu0) / (time.monotonic() - t0)
+            board.wait_screen("COMPLETED")
+            idle = cpu_pct(board.pid, 5)
+    finally:
+        if board:
+            board.close()
+        if cpu_seconds(engine) is not None:  # interrupted: stop the engine it started
+            os.kill(engine, signal.SIGTERM)
+    speeds = [e["images_per_s"] for e in events(run_dir) if e.get("event") == "epoch_ended"]
+    return statistics.mean(speeds), follow, idle
+
+
+def idle_live(tmp: Path, seconds: float, ui_root: Path) -> float:
+    """Dashboard CPU % on a live run whose engine writes nothing."""
+    src = next(p for p in sorted(tmp.iterdir()) if (p / "events.jsonl").is_file())
+    run_dir = tmp / "quiet-live"
+    run_dir.mkdir()
+    lines = (src / "events.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "events.jsonl").write_text("".join(lines[:-1]))  # no run_ended
+    (run_dir / "config.toml").write_text((src / "config.toml").read_text())
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    from engine.pidfile import write_pidfile
+
+    write_pidfile(run_dir, stand_in.pid)
+    board = Dashboard(run_dir, ui_root)
+    try:
+        board.wait_screen("RUNNING")
+        time.sleep(2)  # past the first reads and draws
+        return cpu_pct(board.pid, seconds)
+    finally:
+        board.close()
+        stand_in.kill()
+        stand_in.wait()
+
+
+def follow_synthetic(tmp: Path, seconds: float, ui_root: Path) -> float:
+    """Dashboard CPU % while it follows a log written at the engine's throttled rate (10
+    ``batch`` and 10 ``lambda`` events a second, epochs of 100 batches): the dashboard's own
+    cost, without an engine competing for the cores."""
+    sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+    import synthlog
+    from engine.pidfile import write_pidfile
+
+    run_dir = tmp / "synthetic-follow"
+    run_dir.mkdir()
+    evs = iter(synthlog.events("rsst", states=50, epochs=20, batches=100, name="follow"))
+    log = open(run_dir / "events.jsonl", "w")
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    write_pidfile(run_dir, stand_in.pid)
+    try:
+        for ev in evs:  # everything up to state 1's first batch, at once
+            log.write(synthlog.line(ev))
+            if ev["event"] == "batch" and ev["state"] == 1:
+                break
+        log.flush()
+        board = Dashboard(run_dir, ui_root)
+        try:
+            board.wait_screen("RUNNING")
+            before, start = cpu_seconds(board.pid), time.monotonic()
+            while time.monotonic() - start < seconds:
+                written = 0
+                for ev in evs:
+                    log.write(synthlog.line(ev))
+                    written += ev["event"] in ("batch", "lambda")
+                    if written >= 2:
+                        break
+                log.flush()
+                time.sleep(0.1)
+            return 100 * (cpu_seconds(board.pid) - before) / (time.monotonic() - start)
+        finally:
+            board.close()
+    finally:
+        log.close()
+        stand_in.kill()
+        stand_in.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--states", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--train-size", type=int, default=4000, help="images per epoch")
+    ap.add_argument("--idle", type=float, default=10.0)
+    ap.add_argument("--ui-root", type=Path, default=ROOT)
+    ap.add_argument("--dashboard-only", action="store_true",
+                    help="skip the engine runs: only the dashboard's own CPU")
+    args = ap.parse_args()
+    if args.dashboard_only:
+        with tempfile.TemporaryDirectory(prefix="tuiprune-bench-dash-") as tmp:
+            return dashboard_only(Path(tmp), args)
+    sets = [f"prune.states={args.states}", f"train.epochs={args.epochs}",
+            f"data.train_size={args.train_size}"]
+    print(f"demo model, {args.states} state(s) x {args.epochs} epochs per run, {args.reps} "
+          f"interleaved repetitions; dashboard from {args.ui_root}; {os.cpu_count()} cores")
+    headless, attached, follow, idle = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="tuiprune-bench-dash-") as tmp:
+        tmp = Path(tmp)
+        for rep in range(args.reps):
+            for with_ui in ((False, True) if rep % 2 == 0 else (True, False)):
+                speed, cpu_follow, cpu_idle = one_run(
+                    tmp, f"r{rep}-{'ui' if with_ui else 'headless'}", sets,
+                    args.ui_root if with_ui else None)
+                (attached if with_ui else headless).append(speed)
+                if with_ui:
+                    follow.append(cpu_follow)
+                    idle.append(cpu_idle)
+                print(f"  rep {rep} {'dashboard' if with_ui else 'headless '}: {speed:7.1f} "
+                      f"img/s" + (f", dashboard CPU {cpu_follow:.2f} % following, "
+                                  f"{cpu_idle:.2f} % on the finished run" if with_ui else ""),
+                      flush=True)
+        live = idle_live(tmp, args.idle, args.ui_root)
+        synthetic = follow_synthetic(tmp, args.idle, args.ui_root)
+    h, a = statistics.median(headless), statistics.median(attached)
+    print(f"engine images/s, median: headless {h:.1f}, with a dashboard {a:.1f} "
+          f"(ratio {a / h:.3f}, slowdown {100 * (1 - a / h):+.1f} %; target ratio >= "
+          f"{TARGET_RATIO})")
+    print(f"dashboard CPU, median: following {statistics.median(follow):.2f} %, idle on a "
+          f"finished run {statistics.median(idle):.2f} %, idle on a quiet live run {live:.2f} % "
+          f"(target idle <= {TARGET_IDLE_PCT} %)")
+    print(f"dashboard CPU following a synthetic log at the engine's event rate: "
+          f"{synthetic:.2f} %")
+    ok = a / h >= TARGET_RATIO and max(statistics.median(idle), live) <= TARGET_IDLE_PCT
+    print("all targets met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+def dashboard_only(tmp: Path, args) -> int:
+    """The dashboard's own CPU: following a synthetic log, idle on a finished fixture run
+    and on a quiet live one (no engine runs: quick, and steady on a busy machine)."""
+    fixture = ROOT / "tests" / "fixtures" / "runs" / "rsst_global"
+    board = Dashboard(fixture, args.ui_root)
+    try:
+        board.wait_screen("COMPLETED")
+        time.sleep(2)
+        finished = cpu_pct(board.pid, args.idle)
+    finally:
+        board.close()
+    (tmp / "src").mkdir()
+    for name in ("events.jsonl", "config.toml"):
+        (tmp / "src" / name).write_bytes((fixture / name).read_bytes())
+    live = idle_live(tmp, args.idle, args.ui_root)
+    synthetic = follow_synthetic(tmp, args.idle, args.ui_root)
+    print(f"dashboard from {args.ui_root}: CPU following a synthetic log at the engine's "
+          f"event rate {synthetic:.2f} %, idle on a finished run {finished:.2f} %, idle on a "
+          f"quiet live run {live:.2f} % (target idle <= {TARGET_IDLE_PCT} %)")
+    return 0 if max(finished, live) <= TARGET_IDLE_PCT else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""One run across processes and hosts with ``torchrun`` (DistributedDataParallel): the ranks'
+environment, the process group, and the few collective steps the run loop takes.
+
+A distributed run means what the same config means in one process:
+
+- ``data.batch_size`` is the *global* batch. Every rank draws the same global batch (the
+  order and augmentation are functions of seed, state, epoch and batch) and trains on its
+  slice, so a resume continues at the exact sample with any number of ranks.
+- Gradients are averaged by DDP, so every rank holds the same weights; masks are computed on
+  rank 0 and broadcast, and the RSST squeeze acts on the synchronised gradients.
+- Evaluation is sharded and its sums are all-reduced.
+- Only rank 0 writes (event log, ``engine.log``, checkpoints, pid file, lock); every rank
+  loads ``latest.pt`` on resume.
+- Ranks agree on stops (a signal on any rank, or a stop request file) and mid-epoch
+  checkpoints every ``AGREE_EVERY`` steps: a tiny all-reduce, not a sync per step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+
+from engine.errors import UserError
+
+AGREE_EVERY = 8  # training steps between the ranks' agreement on stop/checkpoint
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands in the run: ``rank`` of ``world``, ``local_rank`` on its
+    host. A plain run is rank 0 of 1 and takes no collective step."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def from_env() -> Ranks:
+    """The ranks torchrun describes in the environment (``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``); a single process without them."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise UserError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers (they are set "
+                        "by torchrun)") from None
+    return Ranks(rank, max(1, world), local)
+
+
+def check_batch(batch_size: int, world: int) -> int:
+    """The per-rank batch for a global ``batch_size``, or a UserError when it does not
+    divide."""
+    if batch_size % world:
+        lower = batch_size - batch_size % world
+        raise UserError(f"data.batch_size = {batch_size} is the global batch and must divide "
+                        f"by the {world} ranks of this run; use {lower} or "
+                        f"{lower + world}")
+    return batch_size // world
+
+
+def check_gpus(nproc: int, device: str, available: int) -> None:
+    """``nproc`` processes on one node need that many GPUs when they train on CUDA."""
+    if device.startswith("cuda") and nproc > available:
+        raise UserError(f"run.nproc_per_node = {nproc} processes on CUDA but this machine has "
+                        f"{available} GPU(s); use --nproc-per-node {max(1, available)} (or "
+                        f"run.device = 'cpu')")
+
+
+def device_for(ranks: Ranks, configured: str) -> str:
+    """``auto``/``cuda`` become ``cuda:LOCAL_RANK`` in a distributed run on GPUs."""
+    if ranks.distributed and configured in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{ranks.local_rank}"
+    return configured
+
+
+def start(ranks: Ranks, device: torch.device, timeout_s: float) -> Optional[str]:
+    """Join the process group (NCCL on CUDA, gloo on CPU); returns the backend, or None for a
+    plain run. A rank that waits longer than ``timeout_s`` for the others fails."""
+    if not ranks.distributed:
+        return None
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    return backend
+
+
+def stop(ranks: Ranks) -> None:
+    if ranks.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def agree_run_dir(ranks: Ranks, cfg: dict, run_dir: Optional[Path], resume: bool) -> Path:
+    """The run directory every rank uses: rank 0 names it (a new one unless given) and makes
+    it; then every rank checks that it sees it, so an output directory that is not on a
+    filesystem all nodes share is one clear error instead of ranks writing apart."""
+    from engine.device import resolve_device
+    from engine.rundir import new_run_dir
+
+    device = resolve_device(device_for(ranks, cfg["run"]["device"]))
+    start(ranks, device, cfg["run"]["dist_timeout"])
+    if ranks.main:
+        run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg)
+        if not resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(broadcast_object(str(run_dir) if ranks.main else None, ranks))
+    seen = all_gather_object((run_dir.is_dir(), host(), ranks.rank), ranks)
+    blind = [f"rank {r} on {h}" for ok, h, r in seen if not ok]
+    if blind:
+        raise UserError(f"run directory {run_dir} is not visible from {', '.join(blind[:4])}: "
+                        f"run.output_dir must be on a filesystem that every node shares")
+    return run_dir
+
+
+def broadcast_object(obj: Any, ranks: Ranks) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not ranks.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_gather_object(obj: Any, ranks: Ranks) -> List[Any]:
+    if not ranks.distributed:
+        return [obj]
+    out: List[Any] = [None] * ranks.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_sum(values: List[float], ranks: Ranks, device: torch.device) -> List[float]:
+    """The element-wise sum of ``values`` over all ranks (one all-reduce)."""
+    if not ranks.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def agree(flags: List[bool], ranks: Ranks, device: torch.device) -> List[bool]:
+    """For each flag: whether any rank raised it (one all-reduce of a few bytes)."""
+    if not ranks.distributed:
+        return list(flags)
+    t = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def broadcast_masks(masks: Optional[Dict[str, torch.Tensor]], names: List[str],
+                    ranks: Ranks, device: torch.device) -> Optional[Dict[str, torch.Tensor]]:
+    """Rank 0's masks (keyed by layer ``names``; None = none) on every rank, as 0/1 floats."""
+    if not ranks.distributed:
+        return masks
+    present = broadcast_object(masks is not None, ranks)
+    if not present:
+        return None
+    shapes = broadcast_object({k: tuple(v.shape) for k, v in masks.items()}
+                              if ranks.main else None, ranks)
+    out = {}
+    for name in names:
+        if name not in shapes:
+            continue
+        t = (masks[name].to(device=device, dtype=torch.uint8).contiguous() if ranks.main
+             else torch.empty(shapes[name], dtype=torch.uint8, device=device))
+        dist.broadcast(t, src=0)
+        out[name] = t.float()
+    return out
+
+
+def digest(tensors: Dict[str, torch.Tensor]) -> str:
+    """A short hash of named tensors' values (to compare what ranks hold)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(tensors[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+class ShardedSource:
+    """This rank's slice of every global batch of a device-resident source: every rank
+    draws the same batch (same order, same augmentation) and keeps rows
+    ``[rank·B/W, (rank+1)·B/W)`` of it, so the data a run sees does not depend on how many
+    ranks train it."""
+
+    def __init__(self, source, ranks: Ranks) -> None:
+        self.source, self.ranks = source, ranks
+        self.batch_size = source.batch_size // ranks.world
+
+    def __len__(self) -> int:
+        """Batches per epoch: a last batch with fewer images than ranks is left out."""
+        n, b = self.source.num_samples, self.source.batch_size
+        short = n % b
+        return len(self.source) - (1 if 0 < short < self.ranks.world else 0)
+
+    @property
+    def num_samples(self) -> int:
+        return self.source.num_samples
+
+    def batches(self, seed: int = 0, start: int = 0):
+        """Every rank gets ``len // world`` rows of each batch. A short last batch that does
+        not divide loses its last ``len % world`` rows (fewer than the number of ranks), so
+        every rank trains the same shapes and DDP's average is the exact global mean."""
+        r, w, nb = self.ranks.rank, self.ranks.world, len(self)
+        for b, (x, y) in enumerate(self.source.batches(seed, start), start=start):
+            if b >= nb:
+                return
+            per = len(y) // w
+            yield x[r * per:(r + 1) * per], y[r * per:(r + 1) * per]
+
+
+def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:
+    """The model as the training step sees it: DistributedDataParallel in a distributed run.
+    Buffers are not broadcast each step (a ViT has no running statistics, and the masks,
+    which are buffers, are the same on every rank)."""
+    if not ranks.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                   else None, broadcast_buffers=False)
+
+
+def shard_train(source, ranks: Ranks):
+    """The training batches this rank trains on (the source itself in a plain run)."""
+    return ShardedSource(source, ranks) if ranks.distributed else source
+
+
+def shard_eval(source, ranks: Ranks):
+    """This rank's contiguous share of an evaluation split (device-resident data)."""
+    if not ranks.distributed:
+        return source
+    n = source.num_samples
+    lo, hi = ranks.rank * n // ranks.world, (ranks.rank + 1) * n // ranks.world
+    return type(source)(source.images[lo:hi], source.labels[lo:hi], source.batch_size,
+                        train=False, augment=False, preprocess=source.preprocess)
+
+
+def write_digest(ranks: Ranks, state: int, model, masks, target=None) -> None:
+    """With ``TUIPRUNE_RANK_DIGESTS=DIR`` set, every rank appends to ``DIR/rank<r>.jsonl``
+    what it holds as a state begins (hashes of the masks in force and of the RSST target
+    pending, and of the weights, and its pid): a way to check that the ranks agree."""
+    folder = os.environ.get("TUIPRUNE_RANK_DIGESTS")
+    if not folder:
+        return
+    import json
+
+    os.makedirs(folder, exist_ok=True)
+    line = {"state": state, "pid": os.getpid(), "masks": digest(masks or {}),
+            "target": digest(target or {}), "weights": digest(dict(model.state_dict()))}
+    with open(os.path.join(folder, f"rank{ranks.rank}.jsonl"), "a") as f:
+        f.write(json.dumps(line) + "\n")
