@@ -243,6 +243,19 @@ def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn
                                    else None, broadcast_buffers=False)
 
 
+class RankAgreement:
+    """The decisions the ranks of a run take together (``engine.epoch.EpochLoop``'s
+    ``ranks``): every ``every`` steps each rank says whether it wants to stop, checkpoint,
+    report the machine or give up on a diverged loss, and all follow whoever said yes."""
+
+    def __init__(self, ranks: Ranks, device: torch.device, every: int = AGREE_EVERY) -> None:
+        self.ranks, self.device, self.every = ranks, device, every
+        self.world, self.main = ranks.world, ranks.main
+
+    def agree(self, flags: List[bool]) -> List[bool]:
+        return agree(flags, self.ranks, self.device)
+
+
 def shard_train(source, ranks: Ranks):
     """The training batches this rank trains on (the source itself in a plain run)."""
     return ShardedSource(source, ranks) if ranks.distributed else source
