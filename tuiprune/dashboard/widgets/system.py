@@ -1,0 +1,218 @@
+"""System pane (``m``): GPU utilisation and memory as bars with sparklines, the run's CPU, RSS,
+data-wait share and images/s, from the log's ``system`` events, and a warning marker while the
+GPU is starving (:mod:`tuiprune.dashboard.sysview`).
+
+Shown by itself once the log has a ``system`` event; ``m`` shows or hides it for good. It asks
+for a line per GPU (up to :data:`GPU_LINES`; more GPUs share one line of means and sums), one
+for the process figures and one for the warning, and makes do with the height it gets (one
+line: everything in brief).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Hashable, List, Optional, Tuple
+
+from rich.text import Text
+
+from tuiprune import format as fmt
+from tuiprune.dashboard import viewmodel as vm
+from tuiprune.dashboard.charts import bar, sparkline
+from tuiprune.dashboard.glyphs import Glyphs
+from tuiprune.dashboard.series import BoundedSeries
+from tuiprune.dashboard.sysview import STARVING_DATA_WAIT, STARVING_GPU_UTIL, SystemView
+from tuiprune.dashboard.widgets.base import ViewWidget, clip
+
+GPU_LINES = 4  # GPUs drawn one per line; more share one line
+MIN_HEIGHT = 3  # border and one line
+SPARK_MAX = 24
+BAR_MAX = 10
+PERCENT = (0.0, 100.0)
+SHARE = (0.0, 1.0)
+LOW = "bold yellow"  # a figure past its starving threshold
+NO_DATA = "no system data (an older engine, or run.system_seconds = 0)"
+NO_DATA_YET = "no system data yet (the engine samples every run.system_seconds; 0 = off)"
+
+
+def _rate(images_per_s: Optional[float]) -> str:
+    return fmt.count(None if images_per_s is None else round(images_per_s))
+
+
+def recent(series: BoundedSeries, cells: int) -> List[float]:
+    """The latest ``cells`` kept points of ``series`` (its recent history)."""
+    return [y for _, y in series.snapshot()[-cells:]] if cells > 0 else []
+
+
+@dataclass
+class Item:
+    """``label [bar] value [sparkline]`` on a line of figures."""
+
+    label: str
+    value: str
+    style: str = ""  # of the value
+    fraction: Optional[float] = None  # drawn as a bar when given
+    series: Optional[BoundedSeries] = None  # drawn as a sparkline when given
+    span: Optional[Tuple[float, float]] = None  # the sparkline's scale (default: min-max)
+    color: str = "green"  # of the bar and the sparkline
+    has_bar: bool = False
+
+
+def figures_line(items: List[Item], width: int, g: Glyphs) -> Text:
+    """``items`` on one line of ``width`` cells: bars and sparklines share what the labels
+    and values leave over (left out when fewer than 3 cells are left for them)."""
+    bars = sum(item.has_bar for item in items)
+    sparks = sum(item.series is not None for item in items)
+    fixed = sum(len(item.label) + 1 + len(item.value) + item.has_bar
+                + (item.series is not None) for item in items) + 2 * (len(items) - 1)
+    room = max(0, width - fixed)
+    bar_w = min(BAR_MAX, room // (2 * bars)) if bars else 0
+    spark_w = min(SPARK_MAX, (room - bars * bar_w) // sparks) if sparks else 0
+    line = Text(no_wrap=True, overflow="crop")
+    for i, item in enumerate(items):
+        if i:
+            line.append("  ")
+        line.append(f"{item.label} ", style="bold")
+        if item.has_bar and bar_w >= 3:
+            line.append_text(bar(item.fraction, bar_w, g, item.color))
+            line.append(" ")
+        line.append(item.value, style=item.style)
+        if item.series is not None and spark_w >= 3:
+            line.append(" ")
+            line.append(sparkline(recent(item.series, spark_w), spark_w, g, item.span),
+                        style=item.color)
+    return clip(line, width, g.ellipsis)
+
+
+class SystemPane(ViewWidget):
+    DEFAULT_CSS = "SystemPane { height: 5; }"
+
+    def __init__(self, ctx, **kwargs) -> None:
+        super().__init__(ctx, **kwargs)
+        self.pinned: Optional[bool] = None  # m: shown/hidden; None: shown once there is data
+        self.display = False
+
+    # ---- visibility and size (the App calls these)
+    def shown(self) -> bool:
+        return self.ctx.view.system.samples > 0 if self.pinned is None else self.pinned
+
+    def toggle(self) -> None:
+        self.pinned = not self.shown()
+        self.sync(urgent=True)
+
+    def wanted_lines(self) -> int:
+        sys = self.ctx.view.system
+        if not sys.samples:
+            return 1
+        gpus = len(sys.tracks()) if sys.gpu_count == len(sys.tracks()) else 1
+        gpus = gpus if gpus <= GPU_LINES else 1
+        return max(1, gpus) + 1 + (sys.starving is not None)
+
+    def height_for(self, room: int) -> int:
+        """The pane's height with ``room`` lines to spare (0 while hidden)."""
+        if not self.display:
+            return 0
+        return max(MIN_HEIGHT, min(self.wanted_lines() + 2, room))
+
+    def sync(self, force: bool = False, urgent: bool = False) -> bool:
+        shown = self.shown()
+        toggled = shown != self.display
+        self.display = shown
+        if not shown:
+            return toggled
+        return super().sync(force or toggled, urgent) or toggled
+
+    def change_key(self) -> Hashable:
+        changes = self.ctx.view.changes
+        return changes.system, changes.run
+
+    # ---- drawing
+    def title(self) -> Text:
+        sys, g = self.ctx.view.system, self.ctx.glyphs
+        text = Text("System")
+        if sys.samples:
+            parts = [sys.host or fmt.NO_VALUE]
+            if sys.processes > 1:
+                parts.append(f"{sys.processes} processes")
+            parts.append(f"{fmt.plural(sys.samples, 'sample')}, last {fmt.clock(sys.time)}")
+            text.append(g.text(g.sep + g.sep.join(parts)))
+        if sys.starving is not None:
+            text.append("  ")
+            text.append(f" ! STARVING {fmt.span(sys.starving.seconds)} ",
+                        style="bold white on red")
+        return text
+
+    def gpu_lines(self, sys: SystemView, lines: int, width: int) -> List[Text]:
+        """One line per GPU when ``lines`` allow, else one of means and sums."""
+        g = self.ctx.glyphs
+        tracks = sys.tracks()
+        if sys.gpu_count == 0:
+            note = Text(g.text(f"GPU: {sys.unavailable or 'none'}"), style="dim")
+            return [clip(note, width, g.ellipsis)]
+        if sys.gpu_count == len(tracks) and len(tracks) <= min(lines, GPU_LINES):
+            pad = max(len(t.label) for t in tracks)
+            return [self.gpu_line(t.label.ljust(pad), t.util, t.util_series, t.mem_used,
+                                  t.mem_total, t.mem_series, width) for t in tracks]
+        label = f"{sys.gpu_count} GPUs" if sys.gpu_count > 1 else tracks[0].label
+        return [self.gpu_line(label, sys.gpu_util, sys.util, sys.gpu_mem_used,
+                              sys.gpu_mem_total, sys.mem, width)]
+
+    def gpu_line(self, label: str, util: Optional[float], util_series: BoundedSeries,
+                 used: Optional[int], total: Optional[int], mem_series: BoundedSeries,
+                 width: int) -> Text:
+        low = util is not None and util < STARVING_GPU_UTIL
+        share = used / total if used is not None and total else None
+        return figures_line([
+            Item(f"{label} util", f"{fmt.pct(util, 0):>4}", LOW if low else "",
+                 None if util is None else util / 100, util_series, PERCENT, has_bar=True),
+            Item("mem", fmt.size_of(used, total), "", share, mem_series, SHARE, "cyan",
+                 has_bar=True),
+        ], width, self.ctx.glyphs)
+
+    def process_line(self, sys: SystemView, width: int) -> Text:
+        wait_high = sys.data_wait is not None and sys.data_wait > STARVING_DATA_WAIT
+        return figures_line([
+            Item("CPU", f"{fmt.number(sys.cpu_percent, 0)}%", series=sys.cpu,
+                 color="magenta"),
+            Item("RSS", fmt.size(sys.rss), series=sys.rss_series, color="magenta"),
+            Item("data wait", fmt.fraction_pct(sys.data_wait), LOW if wait_high else "",
+                 series=sys.wait, span=SHARE, color="yellow"),
+            Item("img/s", _rate(sys.images_per_s), series=sys.speed),
+        ], width, self.ctx.glyphs)
+
+    def brief(self, sys: SystemView, width: int) -> Text:
+        """Everything on one line, without bars or sparklines."""
+        g = self.ctx.glyphs
+        parts = []
+        if sys.gpu_count:
+            parts.append(f"GPU {fmt.pct(sys.gpu_util, 0)} mem "
+                         f"{fmt.fraction_pct(sys.gpu_mem_share)}")
+        parts += [f"CPU {fmt.number(sys.cpu_percent, 0)}%", f"RSS {fmt.size(sys.rss)}",
+                  f"data wait {fmt.fraction_pct(sys.data_wait)}",
+                  f"{_rate(sys.images_per_s)} img/s"]
+        return clip(Text(g.sep.join(parts), no_wrap=True), width, g.ellipsis)
+
+    def warning(self, sys: SystemView, width: int) -> Text:
+        g, starving = self.ctx.glyphs, sys.starving
+        text = Text(no_wrap=True)
+        text.append(" ! ", style="bold white on red")
+        text.append(f" {starving.advice}", style="bold red")
+        figures = [f"data wait {fmt.fraction_pct(starving.data_wait)}"]
+        if starving.gpu_util is not None:
+            figures.append(f"GPU {fmt.pct(starving.gpu_util, 0)}")
+        text.append(f"{g.sep}{', '.join(figures)} for {fmt.span(starving.seconds)}")
+        return clip(text, width, g.ellipsis)
+
+    def lines(self, width: int, height: int) -> List[Text]:
+        view, g = self.ctx.view, self.ctx.glyphs
+        sys = view.system
+        if not sys.samples:
+            running = view.status == vm.RUNNING
+            return [clip(Text(NO_DATA_YET if running else NO_DATA, style="dim"), width,
+                         g.ellipsis)]
+        out: List[Text] = []
+        if sys.starving is not None:
+            out.append(self.warning(sys, width))
+        room = height - len(out)
+        if room <= 1:
+            return ([self.brief(sys, width)] if room == 1 else []) + out[:height]
+        return self.gpu_lines(sys, room - 1, width) + [self.process_line(sys, width)] + out
