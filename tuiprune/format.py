@@ -101,6 +101,12 @@ def fraction_pct(value: Any) -> str:
     return NO_VALUE if v is None else f"{v * 100:g}%"
 
 
+def share(value: Any, digits: int = 0) -> str:
+    """A share (0–1) as a rounded percentage: ``0.357`` → ``36%``."""
+    v = finite(value)
+    return NO_VALUE if v is None else pct(v * 100, digits)
+
+
 def ratios(values: Any) -> str:
     """Per-step fractions: ``30%`` when every step uses the same, else ``30/20/10%``."""
     if not isinstance(values, (list, tuple)):

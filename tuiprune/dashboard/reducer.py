@@ -208,7 +208,7 @@ class Reducer:
         system = self.view.system
         if system.add(ev, line):
             self._log(ev["time"], "warning", f"{system.starving.advice} (data wait "
-                      f"{fmt.fraction_pct(system.data_wait)}, GPU utilisation "
+                      f"{fmt.share(system.data_wait)}, GPU utilisation "
                       f"{fmt.pct(system.gpu_util, 0)} for {fmt.span(system.starving.seconds)})")
         self.view.changes.system += 1
 

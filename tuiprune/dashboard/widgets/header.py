@@ -20,7 +20,7 @@ STATUS_STYLE = {
     vm.STOPPED: "bold yellow", vm.FAILED: "bold white on red", vm.LOST: "bold white on red",
 }
 NEWS_STYLE = {QUIET: "dim", LATE: "bold yellow", SILENT: "bold white on red"}
-NAME_MIN = 12  # cells the run's name keeps before the ranks and hosts give way
+NAME_MIN = 8  # cells the run's name keeps before the ranks and hosts give way
 
 
 def short_host(host: str) -> str:
@@ -90,12 +90,13 @@ class RunHeader(ViewWidget):
         view, g = self.ctx.view, self.ctx.glyphs
         title = Text("tuiprune", style="bold reverse")
         title.append("  ")
+        prefix = title.cell_len
         title.append(g.text(view.name or view.run_id or "waiting for the run to start"),
                      style="bold")
         where = Text(g.text(where_text(view, g)), style="bold magenta")
         if not where:
             return title
-        keep = max(NAME_MIN, room - where.cell_len - 2)
+        keep = max(prefix + NAME_MIN, room - where.cell_len - 2)
         title = clip(title, keep, g.ellipsis)
         title.append("  ")
         title.append_text(clip(where, max(0, room - title.cell_len), g.ellipsis))

@@ -129,16 +129,16 @@ class SystemPane(ViewWidget):
     def title(self) -> Text:
         sys, g = self.ctx.view.system, self.ctx.glyphs
         text = Text("System")
+        if sys.starving is not None:  # first: the title is cut from the right
+            text.append(" ")
+            text.append(f" ! STARVING {fmt.span(sys.starving.seconds)} ",
+                        style="bold white on red")
         if sys.samples:
             parts = [sys.host or fmt.NO_VALUE]
             if sys.processes > 1:
                 parts.append(f"{sys.processes} processes")
             parts.append(f"{fmt.plural(sys.samples, 'sample')}, last {fmt.clock(sys.time)}")
             text.append(g.text(g.sep + g.sep.join(parts)))
-        if sys.starving is not None:
-            text.append("  ")
-            text.append(f" ! STARVING {fmt.span(sys.starving.seconds)} ",
-                        style="bold white on red")
         return text
 
     def gpu_lines(self, sys: SystemView, lines: int, width: int) -> List[Text]:
@@ -174,7 +174,7 @@ class SystemPane(ViewWidget):
             Item("CPU", f"{fmt.number(sys.cpu_percent, 0)}%", series=sys.cpu,
                  color="magenta"),
             Item("RSS", fmt.size(sys.rss), series=sys.rss_series, color="magenta"),
-            Item("data wait", fmt.fraction_pct(sys.data_wait), LOW if wait_high else "",
+            Item("data wait", fmt.share(sys.data_wait), LOW if wait_high else "",
                  series=sys.wait, span=SHARE, color="yellow"),
             Item("img/s", _rate(sys.images_per_s), series=sys.speed),
         ], width, self.ctx.glyphs)
@@ -185,21 +185,24 @@ class SystemPane(ViewWidget):
         parts = []
         if sys.gpu_count:
             parts.append(f"GPU {fmt.pct(sys.gpu_util, 0)} mem "
-                         f"{fmt.fraction_pct(sys.gpu_mem_share)}")
+                         f"{fmt.share(sys.gpu_mem_share)}")
         parts += [f"CPU {fmt.number(sys.cpu_percent, 0)}%", f"RSS {fmt.size(sys.rss)}",
-                  f"data wait {fmt.fraction_pct(sys.data_wait)}",
+                  f"data wait {fmt.share(sys.data_wait)}",
                   f"{_rate(sys.images_per_s)} img/s"]
         return clip(Text(g.sep.join(parts), no_wrap=True), width, g.ellipsis)
 
     def warning(self, sys: SystemView, width: int) -> Text:
+        """The marker and the advice; the figures behind it when they fit whole."""
         g, starving = self.ctx.glyphs, sys.starving
         text = Text(no_wrap=True)
         text.append(" ! ", style="bold white on red")
         text.append(f" {starving.advice}", style="bold red")
-        figures = [f"data wait {fmt.fraction_pct(starving.data_wait)}"]
+        figures = [f"data wait {fmt.share(starving.data_wait)}"]
         if starving.gpu_util is not None:
             figures.append(f"GPU {fmt.pct(starving.gpu_util, 0)}")
-        text.append(f"{g.sep}{', '.join(figures)} for {fmt.span(starving.seconds)}")
+        more = f"{g.sep}{', '.join(figures)}"
+        if text.cell_len + len(more) <= width:
+            text.append(more)
         return clip(text, width, g.ellipsis)
 
     def lines(self, width: int, height: int) -> List[Text]:
