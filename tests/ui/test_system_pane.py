@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.dash import REFILL, RSST, events_of, screen_text, settle
+from helpers.dash import HOSTILE, REFILL, RSST, UNSAFE, events_of, screen_text, settle
 from helpers.system_log import steady, with_samples, write_log
 from tuiprune.dashboard.app import DashboardApp
 from tuiprune.dashboard.sysview import STARVING_ADVICE
@@ -162,3 +162,15 @@ async def test_the_header_shows_ranks_and_hosts_at_80_columns(tmp_path):
     right, where = "replay: end   COMPLETED   0:00:08", "  ×16 on node00 +3 hosts"
     room = 80 - len(right) - 1 - len("tuiprune  ") - len(where)
     assert first == "tuiprune  " + name[:room - 1] + "…" + where + " " + right
+
+
+async def test_strings_of_system_events_cannot_reach_the_terminal(tmp_path):
+    samples = steady(last_time() + 1, 2, gpus=0)
+    for ev in samples:
+        ev["host"] = f"host:{HOSTILE}"
+        ev["unavailable"] = f"why:{HOSTILE}"
+    text = await read(replay(run_with(tmp_path, samples)), size=(200, 40))
+    assert not UNSAFE.search(text)
+    rows = pane(text)
+    assert "host:\\x1b]0;pwned\\x07" in rows[0]
+    assert "GPU: why:\\x1b]0;pwned\\x07" in rows[1] and "[link=https://evil" in rows[1]

@@ -88,14 +88,14 @@ def test_latest_figures_and_ranks_summed():
     samples = steady(T0, 3, util=30.0, ranks=4)
     samples[-1]["ranks"][0]["gpus"][0]["util"] = 70.0  # rank 1
     view = fold(samples)
-    sys = view.system
-    assert (sys.samples, sys.processes, sys.gpu_count) == (3, 4, 4)
-    assert sys.cpu_percent == 4 * 150.0 and sys.rss == 4 * 3 * GIB
-    assert sys.gpu_util == (30.0 * 3 + 70.0) / 4
-    assert (sys.gpu_mem_used, sys.gpu_mem_total) == (4 * 20 * GIB, 4 * 80 * GIB)
-    assert [t.label for t in sys.tracks()] == ["r0:0", "r1:1", "r2:2", "r3:3"]
-    assert [t.util for t in sys.tracks()] == [30.0, 70.0, 30.0, 30.0]
-    assert sys.tracks()[0].util_series.count == 3 and sys.speed.last[1] == 1000.0
+    system = view.system
+    assert (system.samples, system.processes, system.gpu_count) == (3, 4, 4)
+    assert system.cpu_percent == 4 * 150.0 and system.rss == 4 * 3 * GIB
+    assert system.gpu_util == (30.0 * 3 + 70.0) / 4
+    assert (system.gpu_mem_used, system.gpu_mem_total) == (4 * 20 * GIB, 4 * 80 * GIB)
+    assert [t.label for t in system.tracks()] == ["r0:0", "r1:1", "r2:2", "r3:3"]
+    assert [t.util for t in system.tracks()] == [30.0, 70.0, 30.0, 30.0]
+    assert system.tracks()[0].util_series.count == 3 and system.speed.last[1] == 1000.0
 
 
 def test_series_and_gpu_tracks_stay_bounded():
@@ -103,17 +103,17 @@ def test_series_and_gpu_tracks_stay_bounded():
     for i, ev in enumerate(samples):
         ev["gpus"][0]["util"] = float(i % 100)
     view = fold(samples)
-    sys = view.system
-    assert sys.util.count == 5000 and len(sys.util) <= sysview.SYSTEM_POINTS
-    assert sys.util.last == (samples[-1]["time"], float(4999 % 100))
+    system = view.system
+    assert system.util.count == 5000 and len(system.util) <= sysview.SYSTEM_POINTS
+    assert system.util.last == (samples[-1]["time"], float(4999 % 100))
     assert all(len(s) <= sysview.SYSTEM_POINTS for s in
-               (sys.cpu, sys.rss_series, sys.wait, sys.speed, sys.mem,
-                sys.tracks()[0].util_series, sys.tracks()[0].mem_series))
+               (system.cpu, system.rss_series, system.wait, system.speed, system.mem,
+                system.tracks()[0].util_series, system.tracks()[0].mem_series))
     many = steady(T0, 1, gpus=100, util=10.0)
     many[0]["gpus"][-1]["util"] = 60.0
-    sys = fold(many).system
-    assert len(sys.tracks()) == sysview.MAX_GPU_TRACKS and sys.gpu_count == 100
-    assert sys.gpu_util == (99 * 10.0 + 60.0) / 100
+    system = fold(many).system
+    assert len(system.tracks()) == sysview.MAX_GPU_TRACKS and system.gpu_count == 100
+    assert system.gpu_util == (99 * 10.0 + 60.0) / 100
 
 
 def test_ranks_and_hosts_come_from_run_started():

@@ -54,7 +54,7 @@ class Item:
     series: Optional[BoundedSeries] = None  # drawn as a sparkline when given
     span: Optional[Tuple[float, float]] = None  # the sparkline's scale (default: min-max)
     color: str = "green"  # of the bar and the sparkline
-    has_bar: bool = False
+    has_bar: bool = False  # a bar even when the fraction is unknown (drawn empty)
 
 
 def figures_line(items: List[Item], width: int, g: Glyphs) -> Text:
@@ -100,12 +100,12 @@ class SystemPane(ViewWidget):
         self.sync(urgent=True)
 
     def wanted_lines(self) -> int:
-        sys = self.ctx.view.system
-        if not sys.samples:
+        system = self.ctx.view.system
+        if not system.samples:
             return 1
-        gpus = len(sys.tracks()) if sys.gpu_count == len(sys.tracks()) else 1
+        gpus = len(system.tracks()) if system.gpu_count == len(system.tracks()) else 1
         gpus = gpus if gpus <= GPU_LINES else 1
-        return max(1, gpus) + 1 + (sys.starving is not None)
+        return max(1, gpus) + 1 + (system.starving is not None)
 
     def height_for(self, room: int) -> int:
         """The pane's height with ``room`` lines to spare (0 while hidden)."""
@@ -127,34 +127,34 @@ class SystemPane(ViewWidget):
 
     # ---- drawing
     def title(self) -> Text:
-        sys, g = self.ctx.view.system, self.ctx.glyphs
+        system, g = self.ctx.view.system, self.ctx.glyphs
         text = Text("System")
-        if sys.starving is not None:  # first: the title is cut from the right
+        if system.starving is not None:  # first: the title is cut from the right
             text.append(" ")
-            text.append(f" ! STARVING {fmt.span(sys.starving.seconds)} ",
+            text.append(f" ! STARVING {fmt.span(system.starving.seconds)} ",
                         style="bold white on red")
-        if sys.samples:
-            parts = [sys.host or fmt.NO_VALUE]
-            if sys.processes > 1:
-                parts.append(f"{sys.processes} processes")
-            parts.append(f"{fmt.plural(sys.samples, 'sample')}, last {fmt.clock(sys.time)}")
+        if system.samples:
+            parts = [system.host or fmt.NO_VALUE]
+            if system.processes > 1:
+                parts.append(f"{system.processes} processes")
+            parts.append(f"{fmt.plural(system.samples, 'sample')}, last {fmt.clock(system.time)}")
             text.append(g.text(g.sep + g.sep.join(parts)))
         return text
 
-    def gpu_lines(self, sys: SystemView, lines: int, width: int) -> List[Text]:
+    def gpu_lines(self, system: SystemView, lines: int, width: int) -> List[Text]:
         """One line per GPU when ``lines`` allow, else one of means and sums."""
         g = self.ctx.glyphs
-        tracks = sys.tracks()
-        if sys.gpu_count == 0:
-            note = Text(g.text(f"GPU: {sys.unavailable or 'none'}"), style="dim")
+        tracks = system.tracks()
+        if system.gpu_count == 0:
+            note = Text(g.text(f"GPU: {system.unavailable or 'none'}"), style="dim")
             return [clip(note, width, g.ellipsis)]
-        if sys.gpu_count == len(tracks) and len(tracks) <= min(lines, GPU_LINES):
+        if system.gpu_count == len(tracks) and len(tracks) <= min(lines, GPU_LINES):
             pad = max(len(t.label) for t in tracks)
             return [self.gpu_line(t.label.ljust(pad), t.util, t.util_series, t.mem_used,
                                   t.mem_total, t.mem_series, width) for t in tracks]
-        label = f"{sys.gpu_count} GPUs" if sys.gpu_count > 1 else tracks[0].label
-        return [self.gpu_line(label, sys.gpu_util, sys.util, sys.gpu_mem_used,
-                              sys.gpu_mem_total, sys.mem, width)]
+        label = f"{system.gpu_count} GPUs" if system.gpu_count > 1 else tracks[0].label
+        return [self.gpu_line(label, system.gpu_util, system.util, system.gpu_mem_used,
+                              system.gpu_mem_total, system.mem, width)]
 
     def gpu_line(self, label: str, util: Optional[float], util_series: BoundedSeries,
                  used: Optional[int], total: Optional[int], mem_series: BoundedSeries,
@@ -168,32 +168,32 @@ class SystemPane(ViewWidget):
                  has_bar=True),
         ], width, self.ctx.glyphs)
 
-    def process_line(self, sys: SystemView, width: int) -> Text:
-        wait_high = sys.data_wait is not None and sys.data_wait > STARVING_DATA_WAIT
+    def process_line(self, system: SystemView, width: int) -> Text:
+        wait_high = system.data_wait is not None and system.data_wait > STARVING_DATA_WAIT
         return figures_line([
-            Item("CPU", f"{fmt.number(sys.cpu_percent, 0)}%", series=sys.cpu,
+            Item("CPU", f"{fmt.number(system.cpu_percent, 0)}%", series=system.cpu,
                  color="magenta"),
-            Item("RSS", fmt.size(sys.rss), series=sys.rss_series, color="magenta"),
-            Item("data wait", fmt.share(sys.data_wait), LOW if wait_high else "",
-                 series=sys.wait, span=SHARE, color="yellow"),
-            Item("img/s", _rate(sys.images_per_s), series=sys.speed),
+            Item("RSS", fmt.size(system.rss), series=system.rss_series, color="magenta"),
+            Item("data wait", fmt.share(system.data_wait), LOW if wait_high else "",
+                 series=system.wait, span=SHARE, color="yellow"),
+            Item("img/s", _rate(system.images_per_s), series=system.speed),
         ], width, self.ctx.glyphs)
 
-    def brief(self, sys: SystemView, width: int) -> Text:
+    def brief(self, system: SystemView, width: int) -> Text:
         """Everything on one line, without bars or sparklines."""
         g = self.ctx.glyphs
         parts = []
-        if sys.gpu_count:
-            parts.append(f"GPU {fmt.pct(sys.gpu_util, 0)} mem "
-                         f"{fmt.share(sys.gpu_mem_share)}")
-        parts += [f"CPU {fmt.number(sys.cpu_percent, 0)}%", f"RSS {fmt.size(sys.rss)}",
-                  f"data wait {fmt.share(sys.data_wait)}",
-                  f"{_rate(sys.images_per_s)} img/s"]
+        if system.gpu_count:
+            parts.append(f"GPU {fmt.pct(system.gpu_util, 0)} mem "
+                         f"{fmt.share(system.gpu_mem_share)}")
+        parts += [f"CPU {fmt.number(system.cpu_percent, 0)}%", f"RSS {fmt.size(system.rss)}",
+                  f"data wait {fmt.share(system.data_wait)}",
+                  f"{_rate(system.images_per_s)} img/s"]
         return clip(Text(g.sep.join(parts), no_wrap=True), width, g.ellipsis)
 
-    def warning(self, sys: SystemView, width: int) -> Text:
+    def warning(self, system: SystemView, width: int) -> Text:
         """The marker and the advice; the figures behind it when they fit whole."""
-        g, starving = self.ctx.glyphs, sys.starving
+        g, starving = self.ctx.glyphs, system.starving
         text = Text(no_wrap=True)
         text.append(" ! ", style="bold white on red")
         text.append(f" {starving.advice}", style="bold red")
@@ -207,15 +207,15 @@ class SystemPane(ViewWidget):
 
     def lines(self, width: int, height: int) -> List[Text]:
         view, g = self.ctx.view, self.ctx.glyphs
-        sys = view.system
-        if not sys.samples:
+        system = view.system
+        if not system.samples:
             running = view.status == vm.RUNNING
             return [clip(Text(NO_DATA_YET if running else NO_DATA, style="dim"), width,
                          g.ellipsis)]
         out: List[Text] = []
-        if sys.starving is not None:
-            out.append(self.warning(sys, width))
+        if system.starving is not None:
+            out.append(self.warning(system, width))
         room = height - len(out)
         if room <= 1:
-            return ([self.brief(sys, width)] if room == 1 else []) + out[:height]
-        return self.gpu_lines(sys, room - 1, width) + [self.process_line(sys, width)] + out
+            return ([self.brief(system, width)] if room == 1 else []) + out[:height]
+        return self.gpu_lines(system, room - 1, width) + [self.process_line(system, width)] + out
