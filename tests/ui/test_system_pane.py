@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from helpers.dash import HOSTILE, REFILL, RSST, UNSAFE, events_of, screen_text, settle
 from helpers.system_log import steady, with_samples, write_log
+from helpers.tmux import TUIPRUNE
 from tuiprune.dashboard.app import DashboardApp
 from tuiprune.dashboard.sysview import STARVING_ADVICE
 from tuiprune.dashboard.widgets.system import NO_DATA, NO_DATA_YET
@@ -173,4 +176,19 @@ async def test_strings_of_system_events_cannot_reach_the_terminal(tmp_path):
     assert not UNSAFE.search(text)
     rows = pane(text)
     assert "host:\\x1b]0;pwned\\x07" in rows[0]
-    assert "GPU: why:\\x1b]0;pwned\\x07" in rows[1] and "[link=https://evil" in rows[1]
+    assert "│ why:\\x1b]0;pwned\\x07" in rows[1] and "[link=https://evil" in rows[1]
+
+
+@pytest.mark.slow
+def test_the_pane_in_a_real_terminal_m_and_ascii(term, tmp_path):
+    samples = steady(last_time() + 10, 7, every=10.0, util=20.0, data_wait=0.05)
+    run = run_with(tmp_path, samples)
+    term.start(f"{TUIPRUNE} replay {run} --speed 0 --ascii", size=(80, 24))
+    text = term.wait_screen(lambda t: "replay: end" in t and "STARVING" in t)
+    assert text.isascii() and f"!  {ADVICE}" in text and "GPU0 util" in text
+    term.keys("m")
+    term.wait_screen(lambda t: "System" not in t and "Sparsity" in t)
+    term.keys("m")
+    term.wait_screen(lambda t: "STARVING" in t)
+    term.keys("q")
+    assert term.wait_exit() == 0

@@ -146,7 +146,7 @@ class SystemPane(ViewWidget):
         g = self.ctx.glyphs
         tracks = system.tracks()
         if system.gpu_count == 0:
-            note = Text(g.text(f"GPU: {system.unavailable or 'none'}"), style="dim")
+            note = Text(g.text(system.unavailable or "no GPU in this run"), style="dim")
             return [clip(note, width, g.ellipsis)]
         if system.gpu_count == len(tracks) and len(tracks) <= min(lines, GPU_LINES):
             pad = max(len(t.label) for t in tracks)
