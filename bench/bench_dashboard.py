@@ -11,18 +11,22 @@ run (nothing changes) and on a live run whose engine writes nothing (clock, live
 tailer's polls only), ``--idle`` seconds each.
 
 Targets: attached engine >= 98 % of headless images/s; dashboard idle <= 1 % of a core.
-Exit status 1 when one is missed. ``--ui-root DIR`` runs the dashboard from another checkout
+``--system-pane`` measures only what the system pane adds (issue 13): the dashboard follows a
+synthetic log with ``system`` events, with the pane shown and hidden (``m``); target: it adds
+<= 1 point of one core. Exit status 1 when a target is missed. ``--ui-root DIR`` runs the dashboard from another checkout
 (e.g. the main branch, for a before/after comparison); the engine always runs from this one.
 
     .venv/bin/python bench/bench_dashboard.py [--reps 3] [--states 1] [--epochs 3] [--idle 10]
-        [--train-size 4000] [--ui-root DIR] [--dashboard-only]
+        [--train-size 4000] [--ui-root DIR] [--dashboard-only | --system-pane]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import shlex
 import signal
 import statistics
@@ -41,6 +45,7 @@ from tuiprune.launch import start_detached  # noqa: E402
 
 TARGET_RATIO = 0.98
 TARGET_IDLE_PCT = 1.0
+TARGET_PANE_PCT = 1.0  # what the system pane may add, in points of one core
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -89,6 +94,12 @@ class Dashboard:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the dashboard never showed {text!r}:\n{self.screen()}")
             time.sleep(0.2)
+
+    def hide_system_pane(self) -> None:
+        self.tmux("send-keys", "-t", "b", "m")
+        time.sleep(0.5)
+        if "System" in self.screen():
+            raise RuntimeError("m did not hide the system pane")
 
     def close(self) -> None:
         self.tmux("send-keys", "-t", "b", "q")
@@ -152,46 +163,111 @@ def idle_live(tmp: Path, seconds: float, ui_root: Path) -> float:
         stand_in.wait()
 
 
-def follow_synthetic(tmp: Path, seconds: float, ui_root: Path) -> float:
+class SyntheticLog:
+    """A synthetic RSST log (``tests/helpers/synthlog.py``) written into ``run_dir`` as a
+    live engine would: a backlog, then a few events at a time; ``system`` events on demand."""
+
+    def __init__(self, run_dir: Path) -> None:
+        sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+        import synthlog
+        import system_log
+
+        self.synthlog, self.system_log = synthlog, system_log
+        self.events = iter(synthlog.events("rsst", states=50, epochs=20, batches=100,
+                                           name="follow"))
+        self.rng = random.Random(0)
+        self.last: dict = {}
+        self.file = open(run_dir / "events.jsonl", "w")
+
+    def write_until(self, stop) -> None:
+        """Events up to and including the first for which ``stop(event)`` is true."""
+        for ev in self.events:
+            self.file.write(self.synthlog.line(ev))
+            self.last = ev
+            if stop(ev):
+                break
+        self.file.flush()
+
+    def write_steps(self, n: int) -> None:
+        """Events up to and including the ``n``-th ``batch`` or ``lambda`` event."""
+        seen = [0]
+
+        def enough(ev: dict) -> bool:
+            seen[0] += ev["event"] in ("batch", "lambda")
+            return seen[0] >= n
+
+        self.write_until(enough)
+
+    def write_sample(self) -> None:
+        """A ``system`` event at the time of the last event."""
+        last = self.last
+        self.file.write(self.synthlog.line(self.system_log.system_event(
+            last["time"], last.get("state", 0), last.get("epoch", 0), self.rng)))
+        self.file.flush()
+
+
+def follow_synthetic(tmp: Path, seconds: float, ui_root: Path,
+                     system_every: Optional[float] = None, hide_system: bool = False) -> float:
     """Dashboard CPU % while it follows a log written at the engine's throttled rate (10
     ``batch`` and 10 ``lambda`` events a second, epochs of 100 batches): the dashboard's own
-    cost, without an engine competing for the cores."""
-    sys.path.insert(0, str(ROOT / "tests" / "helpers"))
-    import synthlog
+    cost, without an engine competing for the cores. ``system_every``: also a ``system``
+    event every so many seconds (one is in the log from the start, so the system pane is
+    shown); ``hide_system``: hide the pane with ``m`` first."""
     from engine.pidfile import write_pidfile
 
-    run_dir = tmp / "synthetic-follow"
-    run_dir.mkdir()
-    evs = iter(synthlog.events("rsst", states=50, epochs=20, batches=100, name="follow"))
-    log = open(run_dir / "events.jsonl", "w")
+    run_dir = Path(tempfile.mkdtemp(prefix="synthetic-follow-", dir=tmp))
+    log = SyntheticLog(run_dir)
     stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     write_pidfile(run_dir, stand_in.pid)
     try:
-        for ev in evs:  # everything up to state 1's first batch, at once
-            log.write(synthlog.line(ev))
-            if ev["event"] == "batch" and ev["state"] == 1:
-                break
-        log.flush()
+        log.write_until(lambda ev: ev["event"] == "batch" and ev["state"] == 1)
+        if system_every:
+            log.write_sample()
         board = Dashboard(run_dir, ui_root)
         try:
-            board.wait_screen("RUNNING")
+            board.wait_screen("System" if system_every else "RUNNING")
+            if hide_system:
+                board.hide_system_pane()
             before, start = cpu_seconds(board.pid), time.monotonic()
+            next_sample = start + (system_every or math.inf)
             while time.monotonic() - start < seconds:
-                written = 0
-                for ev in evs:
-                    log.write(synthlog.line(ev))
-                    written += ev["event"] in ("batch", "lambda")
-                    if written >= 2:
-                        break
-                log.flush()
+                log.write_steps(2)  # every 0.1 s: 10 batch and 10 lambda events a second
+                if time.monotonic() >= next_sample:
+                    log.write_sample()
+                    next_sample += system_every
                 time.sleep(0.1)
             return 100 * (cpu_seconds(board.pid) - before) / (time.monotonic() - start)
         finally:
             board.close()
     finally:
-        log.close()
+        log.file.close()
         stand_in.kill()
         stand_in.wait()
+
+
+def system_pane(tmp: Path, args) -> int:
+    """The system pane's own cost: the dashboard following a synthetic log with ``system``
+    events, pane shown against pane hidden (``m``), interleaved, at the engine's default
+    sampling interval (10 s) and at 1 s (ten times as many samples)."""
+    print(f"dashboard from {args.ui_root}, following a synthetic log for {args.idle:g} s per "
+          f"measurement, {args.reps} interleaved repetitions; {os.cpu_count()} cores, load "
+          f"average {os.getloadavg()[0]:.2f}")
+    worst = 0.0
+    for every in (10.0, 1.0):
+        cpu = {False: [], True: []}
+        for rep in range(args.reps):
+            for hide in ((False, True) if rep % 2 == 0 else (True, False)):
+                cpu[hide].append(follow_synthetic(tmp, args.idle, args.ui_root, every, hide))
+        shown, hidden = statistics.median(cpu[False]), statistics.median(cpu[True])
+        worst = max(worst, shown - hidden)
+        print(f"  a system event every {every:g} s: CPU {shown:.2f} % with the pane shown "
+              f"({', '.join(f'{v:.2f}' for v in cpu[False])}), {hidden:.2f} % hidden "
+              f"({', '.join(f'{v:.2f}' for v in cpu[True])}): the pane adds "
+              f"{shown - hidden:+.2f} points of one core (target <= {TARGET_PANE_PCT})")
+    print(f"load average afterwards {os.getloadavg()[0]:.2f}")
+    ok = worst <= TARGET_PANE_PCT
+    print("all targets met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
 
 
 def main() -> int:
@@ -204,7 +280,12 @@ def main() -> int:
     ap.add_argument("--ui-root", type=Path, default=ROOT)
     ap.add_argument("--dashboard-only", action="store_true",
                     help="skip the engine runs: only the dashboard's own CPU")
+    ap.add_argument("--system-pane", action="store_true",
+                    help="only what the system pane adds: shown against hidden (m)")
     args = ap.parse_args()
+    if args.system_pane:
+        with tempfile.TemporaryDirectory(prefix="tuiprune-bench-dash-") as tmp:
+            return system_pane(Path(tmp), args)
     if args.dashboard_only:
         with tempfile.TemporaryDirectory(prefix="tuiprune-bench-dash-") as tmp:
             return dashboard_only(Path(tmp), args)

@@ -39,6 +39,7 @@ from tuiprune.dashboard.widgets.logpane import LogPane
 from tuiprune.dashboard.widgets.progress import EpochProgress
 from tuiprune.dashboard.widgets.sparsity import SparsityPanel, SparsityRows
 from tuiprune.dashboard.widgets.strip import StateStrip
+from tuiprune.dashboard.widgets.system import SystemPane
 from tuiprune.printer import Printer
 
 MUTATED_LOGS = 500
@@ -85,7 +86,8 @@ def render_widgets(run: Path) -> None:
         ctx = Context(reducer=reducer, glyphs=glyph_set, mode="watch")
         pane, selected = LogPane(ctx), (LambdaPanel(ctx), SparsityRows(ctx), SparsityPanel(ctx))
         texts = [pane.title()] + pane.body_lines()
-        for widget in (RunHeader(ctx), StateStrip(ctx), AccuracyChart(ctx), EpochProgress(ctx)):
+        for widget in (RunHeader(ctx), StateStrip(ctx), AccuracyChart(ctx), EpochProgress(ctx),
+                       SystemPane(ctx)):
             texts += [widget.title()] + widget.lines(78, 12)
         for ctx.chosen in {None, 0, len(reducer.view.states) - 1}:
             texts += [w.title() for w in selected] + [

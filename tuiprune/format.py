@@ -101,6 +101,12 @@ def fraction_pct(value: Any) -> str:
     return NO_VALUE if v is None else f"{v * 100:g}%"
 
 
+def share(value: Any, digits: int = 0) -> str:
+    """A share (0–1) as a rounded percentage: ``0.357`` → ``36%``."""
+    v = finite(value)
+    return NO_VALUE if v is None else pct(v * 100, digits)
+
+
 def ratios(values: Any) -> str:
     """Per-step fractions: ``30%`` when every step uses the same, else ``30/20/10%``."""
     if not isinstance(values, (list, tuple)):
@@ -131,6 +137,63 @@ def duration(seconds: Any) -> str:
     h, s = divmod(s, 3600)
     m, s = divmod(s, 60)
     return f"{days}d {h:02d}:{m:02d}:{s:02d}" if days else f"{h}:{m:02d}:{s:02d}"
+
+
+def span(seconds: Any) -> str:
+    """A short age: ``45s``, ``1m 15s``, ``12m``, ``2h 05m``, ``3d 4h``."""
+    v = finite(seconds)
+    if v is None or v < 0:
+        return NO_VALUE
+    s = int(min(v, 1e12))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 10:
+        return f"{m}m {s:02d}s"
+    if m < 60:
+        return f"{m}m"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h {m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d {h}h"
+
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def _unit(size: float) -> int:
+    """The index in :data:`_UNITS` that shows ``size`` bytes as 1 to 1023.9."""
+    k = 0
+    while size >= 1024 and k < len(_UNITS) - 1:
+        size /= 1024
+        k += 1
+    return k
+
+
+def _in_unit(size: float, k: int) -> str:
+    v = size / 1024 ** k
+    return f"{v:.0f}" if k == 0 or v >= 100 else f"{v:.1f}"
+
+
+def size(value: Any) -> str:
+    """Bytes in binary units: ``512 B``, ``3.2 GiB``, ``80.0 GiB``, ``120 GiB``."""
+    v = finite(value)
+    if v is None or v < 0:
+        return NO_VALUE
+    k = _unit(v)
+    return f"{_in_unit(v, k)} {_UNITS[k]}"
+
+
+def size_of(used: Any, total: Any) -> str:
+    """``20.0/80.0 GiB``: a part and its whole in the whole's unit (``--`` for an unknown
+    part; just the part when the whole is unknown)."""
+    u, t = finite(used), finite(total)
+    if t is None or t < 0:
+        return size(used)
+    k = _unit(t)
+    part = NO_VALUE if u is None or u < 0 else _in_unit(u, k)
+    return f"{part}/{_in_unit(t, k)} {_UNITS[k]}"
 
 
 def when(timestamp: Any) -> str:

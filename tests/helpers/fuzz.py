@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, List, Tuple
 
 from helpers import synthlog
+from helpers.system_log import steady, with_samples, with_system
 from helpers.dash import FIXTURE_RUNS, UNSAFE
 
 HOSTILE = [
@@ -229,6 +230,11 @@ def base_logs() -> List[Tuple[str, List[str]]]:
                      ("synth-crashed", dict(method="rsst", states=3, epochs=1, batches=4,
                                             crash_at_state=1))]:
         logs.append((name, [synthlog.line(e).rstrip("\n") for e in synthlog.events(**kw)]))
+    # system events: random ones on one GPU, steady ones of a 3-rank run (its ranks list)
+    rsst = list(with_system(synthlog.events("rsst", states=2, epochs=1, batches=4), every=0.5))
+    ranked = with_samples(rsst, steady(rsst[-1]["time"], 3, ranks=3), world_size=3,
+                          hosts=["a", "b", "c"])
+    logs.append(("synth-system", [synthlog.line(e).rstrip("\n") for e in ranked]))
     return logs
 
 

@@ -69,3 +69,22 @@ def test_formats():
 def test_printable_tree_escapes_every_string_keys_included():
     got = fmt.printable_tree({"a\x1b": ["\x07x", {"k": "\x9b"}], "n": 1.5, "t": None})
     assert got == {"a\\x1b": ["\\x07x", {"k": "\\x9b"}], "n": 1.5, "t": None}
+
+
+def test_sparkline_on_a_fixed_scale():
+    # 0..100 on 7 ASCII levels: 0 -> level 0, 50 -> 3, 100 -> 6, out of range clamped
+    assert sparkline([0, 50, 100, 150, -5], 5, ASCII, (0.0, 100.0)) == "_=##_"
+    assert sparkline([45, 46], 2, ASCII, (0.0, 100.0)) == "=="  # no min-max stretch
+
+
+def test_span_size_and_share_formats():
+    assert [fmt.span(s) for s in (0, 45.9, 60, 75, 599, 600, 3725, 90061, -1, None)] == \
+        ["0s", "45s", "1m 00s", "1m 15s", "9m 59s", "10m", "1h 02m", "1d 1h", "--", "--"]
+    gib = 1 << 30
+    assert [fmt.size(b) for b in (512, 1536, 3 * gib + gib // 5, 120 * gib, None)] == \
+        ["512 B", "1.5 KiB", "3.2 GiB", "120 GiB", "--"]
+    assert fmt.size_of(20 * gib, 80 * gib) == "20.0/80.0 GiB"
+    assert fmt.size_of(512 << 20, 2 * gib) == "0.5/2.0 GiB"  # the whole's unit
+    assert fmt.size_of(160 * gib, 640 * gib) == "160/640 GiB"
+    assert fmt.size_of(None, 8 * gib) == "--/8.0 GiB" and fmt.size_of(gib, None) == "1.0 GiB"
+    assert [fmt.share(v) for v in (0.357, 0.3, 1.0, None)] == ["36%", "30%", "100%", "--"]

@@ -41,6 +41,7 @@ from tuiprune.dashboard.widgets.progress import EpochProgress
 from tuiprune.dashboard.widgets.screens import ConfirmStop, HelpScreen
 from tuiprune.dashboard.widgets.sparsity import SparsityPanel
 from tuiprune.dashboard.widgets.strip import StateStrip
+from tuiprune.dashboard.widgets.system import SystemPane
 from tuiprune.tail import Tailer
 
 REDRAW_S = 0.1
@@ -50,7 +51,7 @@ LIVENESS_S = 0.5
 RECHECK_S = 0.1  # the engine was just seen gone: look again this soon
 MESSAGE_S = 4.0
 FIXED_LINES = 6  # header 2, state strip 1, progress 2, key bar 1
-WIDGETS = "#header, #strip, #accuracy, #lambda, #progress, #sparsity, #log, #keybar"
+WIDGETS = "#header, #strip, #accuracy, #lambda, #progress, #system, #sparsity, #log, #keybar"
 
 
 class AsciiScrollBarRender(ScrollBarRender):
@@ -93,6 +94,7 @@ class DashboardApp(App[None]):
             yield AccuracyChart(ctx, id="accuracy", classes="panel")
             yield LambdaPanel(ctx, id="lambda", classes="panel")
         yield EpochProgress(ctx, id="progress")
+        yield SystemPane(ctx, id="system", classes="panel")
         yield SparsityPanel(ctx, id="sparsity", classes="panel")
         yield LogPane(ctx, id="log", classes="panel")
         yield KeyBar(ctx, id="keybar")
@@ -215,9 +217,11 @@ class DashboardApp(App[None]):
         log = self.query_one(LogPane)
         log_h = max(6, free * 2 // 5) if log.display else 0
         charts_min = 5 if log.display else 8
+        system_h = self.query_one(SystemPane).height_for(free - log_h - charts_min - 3)
         sparsity = self.query_one(SparsityPanel)
-        sparsity_h = max(3, min(sparsity.wanted_height, free - log_h - charts_min))
-        heights = {"#charts": free - log_h - sparsity_h, "#sparsity": sparsity_h, "#log": log_h}
+        sparsity_h = max(3, min(sparsity.wanted_height, free - log_h - system_h - charts_min))
+        heights = {"#charts": free - log_h - system_h - sparsity_h, "#sparsity": sparsity_h,
+                   "#log": log_h, "#system": system_h}
         for selector, height in heights.items():
             widget = self.query_one(selector)
             if widget.styles.height is None or widget.styles.height.value != height:
@@ -270,6 +274,10 @@ class DashboardApp(App[None]):
 
     def action_toggle_log(self) -> None:
         self.show_log(not self.query_one(LogPane).display)
+
+    def action_toggle_system(self) -> None:
+        self.query_one(SystemPane).toggle()
+        self.fit_panes()
 
     def action_filter_log(self) -> None:
         self.show_log(True)

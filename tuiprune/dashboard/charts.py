@@ -137,21 +137,27 @@ def line_chart(lines: Sequence[Line], width: int, height: int, g: Glyphs, *,
     return out
 
 
-def sparkline(values: Sequence[float], width: int, g: Glyphs) -> str:
-    """The last values as one row of level glyphs; more values than cells are averaged."""
+def sparkline(values: Sequence[float], width: int, g: Glyphs,
+              span: Optional[Tuple[float, float]] = None) -> str:
+    """The last values as one row of level glyphs; more values than cells are averaged.
+    ``span``: the values of the lowest and highest glyph (default: their min and max)."""
     if not values or width <= 0:
         return ""
     if len(values) > width:
         n = len(values)
         values = [sum(values[i * n // width:(i + 1) * n // width])
                   / max(1, (i + 1) * n // width - i * n // width) for i in range(width)]
-    lo, hi = min(values), max(values)
     top = len(g.spark) - 1
+    if span is not None:
+        lo, hi = span
+        return "".join(g.spark[round(min(max((v - lo) / (hi - lo), 0.0), 1.0) * top)]
+                       for v in values)
+    lo, hi = min(values), max(values)
     scale = 1.0 if math.isfinite(hi - lo) else 0.5  # keep differences finite (±1e308)
-    span = (hi - lo) if scale == 1.0 else hi * scale - lo * scale
-    if span <= 1e-12 * max(1.0, abs(lo)):
+    spread = (hi - lo) if scale == 1.0 else hi * scale - lo * scale
+    if spread <= 1e-12 * max(1.0, abs(lo)):
         return g.spark[top // 2] * len(values)
-    return "".join(g.spark[round((v * scale - lo * scale) / span * top)] for v in values)
+    return "".join(g.spark[round((v * scale - lo * scale) / spread * top)] for v in values)
 
 
 def bar(fraction: Optional[float], width: int, g: Glyphs, style: str = "") -> Text:

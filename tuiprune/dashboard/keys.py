@@ -30,6 +30,8 @@ KEYS: Tuple[Key, ...] = (
     Key("S", "stop_run", "S", "S", "stop the run (asks y to confirm; the engine checkpoints)",
         "stop", watch_only=True),
     Key("l", "toggle_log", "l", "l", "show or hide the log pane", "log"),
+    Key("m", "toggle_system", "m", "m",
+        "show or hide the system pane (GPU, CPU, data wait)", ""),
     Key("slash", "filter_log", "/", "/", "filter the log pane (Enter keeps, Esc clears)",
         "filter"),
     Key("space", "toggle_pause", "space", "space", "pause or resume the replay", "pause",

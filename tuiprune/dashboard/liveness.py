@@ -1,8 +1,15 @@
 """Is the engine of a run still there? (no Textual, no torch)
 
 :class:`EngineWatch` turns what the run directory says into synthetic events for the reducer
-(``engine_lost``, or a note when the engine runs on another host), so the view model derives
-"engine lost" like everything else it shows, in a watch and in a replay alike.
+(``engine_lost``; ``engine_remote`` when the pid file names another host), so the view model
+derives "engine lost" like everything else it shows, in a watch and in a replay alike.
+
+A local engine is judged by its process. One on another host (the run directory on a shared
+filesystem) cannot be: it is judged by the log's heartbeat instead, the time of its last event
+(the engine writes a ``heartbeat`` event when nothing else was written for a few seconds).
+:func:`news_age` and :func:`news_level` say how long the log has been silent and how worrying
+that is; the screen says "no news for 75s", never a false "engine lost". Hosts are assumed to
+keep their clocks in step (NTP), as ``tuiprune ls`` does.
 """
 
 from __future__ import annotations
@@ -12,11 +19,13 @@ from typing import List, Optional
 
 from engine.pidfile import engine_alive, read_pidfile
 from engine.rundir import ENGINE_LOG, PID_FILE
-from tuiprune.dashboard.reducer import ENGINE_LOST, Event, synthetic
+from tuiprune.dashboard.reducer import ENGINE_LOST, ENGINE_REMOTE, Event, synthetic
 from tuiprune.dashboard.viewmodel import RunView
 
-REMOTE_NOTE = ("the engine runs on another host: this dashboard cannot tell whether it is "
-               "alive")
+QUIET_S = 15.0  # a remote engine's log silent this long: "no news for Ns"
+LATE_S = 60.0  # ... this long: said louder
+SILENT_S = 300.0  # ... this long: alarming (but never "engine lost": it may be evaluating)
+QUIET, LATE, SILENT = "quiet", "late", "silent"
 
 
 def engine_state(run_dir: Path) -> Optional[bool]:
@@ -69,7 +78,7 @@ class EngineWatch:
     def __init__(self, run_dir: Path, log_path: Path) -> None:
         self.run_dir, self.log_path = Path(run_dir), Path(log_path)
         self._dead_size: Optional[int] = None
-        self._remote_noted = False
+        self._remote = ""  # the other host the engine runs on, as last told to the reducer
 
     def look(self, view: RunView, caught_up: bool, consumed: Optional[int]) -> Optional[Event]:
         """A synthetic event for the reducer, or None. ``consumed``: bytes of the log the
@@ -81,11 +90,12 @@ class EngineWatch:
         if exists and not caught_up:
             return None
         alive = engine_state(self.run_dir)
+        remote = str((read_pidfile(self.run_dir) or {}).get("host")) if alive is None else ""
+        if remote != self._remote:  # judged by the log's heartbeat from now on (or not)
+            self._remote = remote
+            return synthetic(ENGINE_REMOTE, view.last_time, host=remote)
         if alive is None:
-            if self._remote_noted:
-                return None
-            self._remote_noted = True
-            return synthetic("note", view.last_time, level="warning", text=REMOTE_NOTE)
+            return None
         if alive:
             self._dead_size = None
             return None
@@ -101,3 +111,20 @@ class EngineWatch:
     def waiting_for_reader(self) -> bool:
         """The engine was just seen gone: the reader should finish and look again soon."""
         return self._dead_size is not None
+
+
+def news_age(view: RunView, now: Optional[float]) -> Optional[float]:
+    """Seconds since the log's last event (heartbeats included) at wall time ``now``, for a
+    run whose engine is on another host and has not ended; None otherwise (a local engine is
+    judged by its process; ``now`` None: the screen shows the log's past, a replay)."""
+    if not view.remote_host or view.finished or now is None or view.last_time is None:
+        return None
+    return max(0.0, now - view.last_time)
+
+
+def news_level(age: Optional[float]) -> Optional[str]:
+    """How worrying a silence of ``age`` seconds is: None (not worth a word), QUIET, LATE or
+    SILENT."""
+    if age is None or age < QUIET_S:
+        return None
+    return QUIET if age < LATE_S else LATE if age < SILENT_S else SILENT

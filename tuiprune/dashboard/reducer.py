@@ -13,7 +13,8 @@ terminal, and widgets draw strings as plain ``Text`` (never markup).
 Besides the log's events it takes *synthetic* ones, which no log line can produce (the reader
 drops unknown event types): :data:`ENGINE_LOST`, derived from the run directory when the engine
 is gone without ``run_ended`` (see :mod:`tuiprune.dashboard.liveness`), so a watch and a replay
-show it alike.
+show it alike; and :data:`ENGINE_REMOTE`, when the engine's pid file names another host, so
+liveness is judged by the log's heartbeat (the time of its last event) instead.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from engine.logread import Chunk
 from engine.schema import SCHEMA_VERSION
 from tuiprune import format as fmt
 from tuiprune.dashboard import viewmodel as vm
+from tuiprune.dashboard.sysview import SystemView
 from tuiprune.dashboard.viewmodel import (EpochPoint, LambdaNow, LayerRow, LogEntry, RunEnd,
                                           RunView, Squeeze, Structure)
 
 ENGINE_LOST = "engine_lost"  # synthetic: reason (str), engine_log (list of str)
+ENGINE_REMOTE = "engine_remote"  # synthetic: host (str; "" when the engine is local again)
 NOTE = "note"  # synthetic: level ("info"|"warning"|"error"), text: the dashboard's own words
 MAX_FIELD_CHARS = 500  # a name, a status: what one line of the screen can show and more
 MAX_TEXT_CHARS = 16_000  # a message with its traceback, per log entry
@@ -88,6 +91,8 @@ class Reducer:
         self._handlers: Dict[str, Callable[[Event], None]] = {
             "batch": self._batch,
             "lambda": self._lambda,
+            "system": self._system,
+            "heartbeat": self._heartbeat,
             "epoch_started": self._epoch_started,
             "epoch_ended": self._epoch_ended,
             "state_started": self._state_started,
@@ -100,6 +105,7 @@ class Reducer:
             "error": self._error,
             "run_ended": self._run_ended,
             ENGINE_LOST: self._engine_lost,
+            ENGINE_REMOTE: self._engine_remote,
             NOTE: self._note,
         }
 
@@ -198,11 +204,24 @@ class Reducer:
         st.lambda_last = LambdaNow(value, step, ev["steps"], _squeeze(ev))
         self.view.changes.lam += 1
 
+    def _system(self, ev: Event) -> None:
+        system = self.view.system
+        if system.add(ev, line):
+            self._log(ev["time"], "warning", f"{system.starving.advice} (data wait "
+                      f"{fmt.share(system.data_wait)}, GPU utilisation "
+                      f"{fmt.pct(system.gpu_util, 0)} for {fmt.span(system.starving.seconds)})")
+        self.view.changes.system += 1
+
+    def _heartbeat(self, ev: Event) -> None:
+        """Nothing to show but its time: the engine is alive (``apply_all`` keeps it)."""
+
     # ---- structure of the run
     def _run_started(self, ev: Event) -> None:
         view = self.view
         if view.run_id:  # a second run in one file: start the picture over
             view.states, view.progress, view.ended = [], vm.Progress(), None
+            view.system = SystemView()
+            view.changes.system += 1
         view.run_id = line(ev["run_id"])
         view.name = line(ev["name"]) or view.run_id
         model, data = ev["model"] or {}, ev["data"] or {}
@@ -212,6 +231,8 @@ class Reducer:
         view.head_ratio = list(ev["head_ratio"] or ())
         view.mlp_ratio = list(ev["mlp_ratio"] or ())
         view.device, view.host = line(ev["device"]), line(ev["host"])
+        view.world_size = ev["world_size"]
+        view.hosts = [line(h) for h in ev["hosts"] or ()]
         view.pid = ev["pid"]
         view.batches_per_epoch = ev["batches_per_epoch"]
         view.started_at = ev["time"]
@@ -346,3 +367,15 @@ class Reducer:
         if engine_log:
             text += "\nlast lines of engine.log:\n" + "\n".join(engine_log)
         self._log(ev["time"], "error", text)
+
+    def _engine_remote(self, ev: Event) -> None:
+        """Synthetic: the engine runs on another host (or, ``host`` empty, here again)."""
+        view = self.view
+        host = line(ev["host"])
+        if host == view.remote_host:
+            return
+        view.remote_host = host
+        view.changes.run += 1
+        if host:
+            self._log(ev["time"], "info", f"the engine runs on host {host}: its liveness is "
+                      "judged by the log (the time of its last event, heartbeats included)")

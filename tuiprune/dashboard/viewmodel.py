@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional
 
 from tuiprune.dashboard.series import BoundedSeries
+from tuiprune.dashboard.sysview import SystemView
 
 LOG_CAPACITY = 1000
 LAMBDA_POINTS = 256
@@ -177,6 +178,7 @@ class Changes:
     lam: int = 0  # λ updates and hard cuts (λ panel)
     structure: int = 0  # pruning steps and hard cuts (sparsity)
     log: int = 0  # log entries, malformed-line counts (log pane)
+    system: int = 0  # system samples (system pane)
 
 
 @dataclass
@@ -192,6 +194,9 @@ class RunView:
     mlp_ratio: List[float] = field(default_factory=list)
     device: str = ""
     host: str = ""
+    world_size: Optional[int] = None  # ranks of a distributed run
+    hosts: List[str] = field(default_factory=list)  # one per rank
+    remote_host: str = ""  # the engine runs on this other host (its pid file says so)
     pid: Optional[int] = None
     batches_per_epoch: Optional[int] = None
     started_at: Optional[float] = None
@@ -209,6 +214,7 @@ class RunView:
     torn: bool = False  # the log ends in an unterminated line (never read)
     events: int = 0
     newer_schema: Optional[int] = None
+    system: SystemView = field(default_factory=SystemView)
     changes: Changes = field(default_factory=Changes)
 
     def state(self, index: int) -> StateView:
