@@ -20,12 +20,14 @@ class Key:
     short: str  # in the key bar; "" to leave it out
     replay_only: bool = False
     watch_only: bool = False
+    back_only: bool = False  # only in a dashboard opened from the run browser
 
 
 KEYS: Tuple[Key, ...] = (
     Key("left", "select(-1)", "←", "<-", "previous state", ""),
     Key("right", "select(1)", "→", "->", "next state", ""),
     Key("q", "quit", "q", "q", "quit the dashboard (a live run goes on)", "quit"),
+    Key("escape", "back", "Esc", "Esc", "back to the list of runs", "back", back_only=True),
     Key("ctrl+c", "", "ctrl+c", "ctrl+c", "quit, also while typing a filter", ""),
     Key("S", "stop_run", "S", "S", "stop the run (asks y to confirm; the engine checkpoints)",
         "stop", watch_only=True),
@@ -44,9 +46,10 @@ KEYS: Tuple[Key, ...] = (
 )
 
 
-def keys_for(mode: str) -> List[Key]:
+def keys_for(mode: str, back: bool = False) -> List[Key]:
+    """The keys of a dashboard in ``mode``; ``back``: opened from the run browser."""
     return [k for k in KEYS if not (k.replay_only and mode != "replay")
-            and not (k.watch_only and mode != "watch")]
+            and not (k.watch_only and mode != "watch") and not (k.back_only and not back)]
 
 
 def bindings() -> List[Binding]:
@@ -54,17 +57,17 @@ def bindings() -> List[Binding]:
     return [Binding(k.keys, k.action, k.help, show=False) for k in KEYS if k.action]
 
 
-def action_allowed(action: str, mode: str) -> bool:
+def action_allowed(action: str, mode: str, back: bool = False) -> bool:
     for k in KEYS:
         if k.action.split("(")[0] == action:
-            return k in keys_for(mode)
+            return k in keys_for(mode, back)
     return True
 
 
-def key_bar(mode: str, g: Glyphs) -> str:
+def key_bar(mode: str, g: Glyphs, back: bool = False) -> str:
     """One line of the most used keys."""
     parts = [f"{g.left}/{g.right} state"]
-    for k in keys_for(mode):
+    for k in keys_for(mode, back):
         if k.short:
             parts.append(f"{k.label_ascii if g.ascii else k.label} {k.short}")
     if mode == "replay":
