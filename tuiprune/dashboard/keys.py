@@ -1,9 +1,11 @@
-"""Every key of the dashboard, in one table: the App binds from it, help and key bar show it."""
+"""Every key of the dashboard, in one table: the App binds from it, help and key bar show it.
+The run browser and the compare screen keep their tables beside their screens and use the
+same :class:`Key` and helpers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 from textual.binding import Binding
 
@@ -52,9 +54,20 @@ def keys_for(mode: str, back: bool = False) -> List[Key]:
             and not (k.watch_only and mode != "watch") and not (k.back_only and not back)]
 
 
+def bindings_of(table: Sequence[Key]) -> List[Binding]:
+    """The bindings of a screen's key table (keys without an action are only shown)."""
+    return [Binding(k.keys, k.action, k.help, show=False) for k in table if k.action]
+
+
 def bindings() -> List[Binding]:
     """All bindings; the App turns off those of the other mode (``check_action``)."""
-    return [Binding(k.keys, k.action, k.help, show=False) for k in KEYS if k.action]
+    return bindings_of(KEYS)
+
+
+def bar_of(table: Sequence[Key], g: Glyphs) -> str:
+    """One line of a screen's most used keys (those with a ``short`` word)."""
+    return "  ".join(f"{k.label_ascii if g.ascii else k.label} {k.short}" for k in table
+                     if k.short)
 
 
 def action_allowed(action: str, mode: str, back: bool = False) -> bool:
