@@ -18,7 +18,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
 from engine.rundir import EVENTS_FILE
-from tuiprune.dashboard.browser.entries import Entry, Lister
+from tuiprune.dashboard.browser.entries import SORTS, Entry, Lister
 from tuiprune.dashboard.browser.state import MAX_COMPARED, BrowserState
 from tuiprune.dashboard.browser.table import RunTable
 from tuiprune.dashboard.browser.widgets import BrowserHeader, DetailLine, ScreenKeyBar
@@ -40,22 +40,21 @@ BROWSER_KEYS = (
         "move in the list", ""),
     Key("enter", "", "Enter", "Enter", "open the run's dashboard (Esc comes back)", "open"),
     Key("space", "mark", "space", "space",
-        f"mark or unmark the run for comparing (2 to {MAX_COMPARED}; each gets a letter)",
-        "mark"),
+        f"mark or unmark for comparing (2 to {MAX_COMPARED} runs)", "mark"),
     Key("c", "compare", "c", "c", "compare the marked runs side by side", "compare"),
     Key("u", "unmark", "u", "u", "unmark every run", ""),
-    Key("s", "next_sort", "s", "s", "sort by the next column (started, name, status, best "
-        "val, sparsity, img/s, state)", "sort"),
+    Key("s", "next_sort", "s", "s", "sort by the next column", "sort"),
     Key("r", "reverse", "r", "r", "reverse the order", ""),
     Key("slash", "filter", "/", "/", "filter by text (Enter keeps it, Esc clears it)",
         "filter"),
     Key("f", "status_filter", "f", "f", "show one status only (cycles through those listed)",
         "status"),
 ) + LAST_KEYS
-HELP_NOTE = ("The list reads the runs again about once a second: new runs appear, live ones "
-             "move on.\nStatus: live, completed, stopped, failed, lost (the engine is gone "
-             "without a word), pending (a sweep member not started).\nAny key closes this "
-             "help.")
+HELP_NOTE = (f"Sort columns: {', '.join(s.name for s in SORTS)}. A marked run gets a letter "
+             "and a colour that it keeps on the compare screen.\nThe list reads the runs again "
+             "about once a second: new runs appear, live ones move on.\nStatus: live, "
+             "completed, stopped, failed, lost (the engine is gone without a word), pending "
+             "(a sweep member not started).\nAny key closes this help.")
 
 
 def help_text(title: str, table, note: str, g: Glyphs) -> Text:
@@ -191,6 +190,7 @@ class BrowserScreen(Screen[None]):
         problem = self.state.toggle_mark(e.path)
         if problem:
             self.say(problem)
+            return
         self.sync()
         self.table.action_cursor_down()
 

@@ -4,7 +4,7 @@ the cursor on the same run while the list changes under it.
 Every cell is a Rich ``Text`` (a string cell would be read as markup: a ``[`` in a run name
 must stay a character), cut to its column with the glyph set's ellipsis, so ``--ascii``
 draws nothing but ASCII. Columns that do not fit the width are left out in ``tuiprune ls``'s
-order (``DROP_ORDER``); a long name keeps its end (a sweep member's own name).
+order (``DROP_ORDER``); a long name keeps a sweep member's own name whole.
 """
 
 from __future__ import annotations
@@ -34,6 +34,16 @@ def clip_left(text: str, width: int, ellipsis: str) -> str:
         return text
     keep = max(0, width - len(ellipsis))
     return ellipsis[:width] + (text[-keep:] if keep else "")
+
+
+def short_name(name: str, width: int, ellipsis: str) -> str:
+    """A run's name cut to ``width``: ``sweep/member`` loses the end of the sweep's name
+    first (``demo-sweep…/rsst_global``), anything else its start."""
+    sweep, slash, member = name.rpartition("/")
+    room = width - len(member) - len(slash) - len(ellipsis)
+    if len(name) <= width or not slash or room < 4:
+        return clip_left(name, width, ellipsis)
+    return sweep[:room] + ellipsis + slash + member
 
 
 def column_widths(entries: Sequence[Entry]) -> Dict[str, int]:
@@ -128,7 +138,7 @@ class RunTable(DataTable):
                 continue
             value = g.text(e.cells[col])
             if col == "name":
-                value = clip_left(value, widths[col], g.ellipsis)
+                value = short_name(value, widths[col], g.ellipsis)
             style = STATUS_STYLE.get(e.status, "") if col == "status" else ""
             text = clip(Text(value, style=style, no_wrap=True), widths[col], g.ellipsis)
             text.justify = "right" if col in RIGHT else "left"

@@ -25,7 +25,7 @@ from tuiprune.palette import RUN_COLOURS, run_letter
 from tuiprune.runlist import differing_keys
 
 BEST, FINAL = "best", "final"
-VALUE_LABEL = {BEST: "best val", FINAL: "final val (after the hard cut)"}
+VALUE_LABEL = {BEST: "best val", FINAL: "final val"}  # final: after the hard cut (RSST)
 # the dashboard's run statuses in the run table's words (tuiprune ls)
 STATUS_WORD = {vm.RUNNING: "live", vm.LOST: "lost", vm.WAITING: "waiting"}
 
@@ -194,9 +194,17 @@ def last_ended_state(runs: Iterable[ComparedRun]) -> int:
     return max((st.index for r in runs for st in r.view.states if ended(st)), default=0)
 
 
+@dataclass
+class _Config:
+    config: Dict[str, Any]
+
+
 def config_diff(runs: Sequence[ComparedRun]) -> List[str]:
-    """The config keys whose values differ between the runs (those with a known config)."""
-    return differing_keys(runs)
+    """The config keys whose values differ between the runs (those with a known config). A
+    key left out and a key set to nothing are the same (a pending member's config comes from
+    TOML, which has no null; a started run's from ``run_started``, which spells every key)."""
+    return differing_keys(_Config({k: v for k, v in r.config.items() if v is not None})
+                          for r in runs)
 
 
 def change_key(runs: Iterable[ComparedRun]) -> Tuple:

@@ -5,6 +5,7 @@ of a chosen state and the runs with the config keys that differ. Each run keeps 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Hashable, List, Optional, Tuple
 
 from rich.text import Text
@@ -25,7 +26,8 @@ from tuiprune.ls_command import STATUS_STYLE, values_text
 def run_label(run: ComparedRun, ctx: CompareContext) -> Text:
     """``A ●`` (``A`` in ASCII) in the run's colour."""
     g = ctx.glyphs
-    text = Text(run.letter, style=f"bold {run.colour}")
+    text = Text()
+    text.append(run.letter, style=f"bold {run.colour}")
     if not g.ascii:
         text.append(f" {run.mark(g)}", style=run.colour)
     return text
@@ -47,7 +49,7 @@ class CompareHeader(ViewWidget):
         title.append(f"  compare {len(ctx.runs)} runs")
         if ctx.where:
             title.append(f" in {g.text(fmt.printable(ctx.where, newlines=False))}")
-        right = Text(f"plots {VALUE_LABEL[ctx.mode]} (v)", style="dim")
+        right = Text(f"v: {VALUE_LABEL[ctx.mode]}", style="dim")
         legend = Text(no_wrap=True)
         for run in ctx.runs:
             legend.append_text(run_label(run, ctx))
@@ -107,12 +109,50 @@ class EpochChart(ViewWidget):
                           x_labels=labels if height >= 5 else ())
 
 
-def cell_text(cell: LayerCell, heads_w: int, decimals: int) -> str:
-    if not cell.known:
-        return fmt.NO_VALUE.rjust(heads_w + 6 + decimals)
-    pct = fmt.NO_VALUE if cell.mlp_sparsity is None else f"{cell.mlp_sparsity:.{decimals}f}%"
-    return f"{fmt.ratio(cell.heads_kept, cell.heads_total).rjust(heads_w)} " \
-           f"{pct.rjust(5 + decimals)}"
+@dataclass(frozen=True)
+class CellFormat:
+    """How the per-layer table writes a run's cell: heads as kept/all (or kept alone, under
+    ``hd``), MLP sparsity with ``decimals``, ``gap`` spaces between runs. The first of
+    :data:`FORMATS` that fits the width is used."""
+
+    ratio: bool
+    decimals: int
+    gap: int
+
+    @property
+    def heads_word(self) -> str:
+        return "heads" if self.ratio else "hd"
+
+    @property
+    def pct_w(self) -> int:
+        return 5 + self.decimals if self.decimals else 4
+
+    def heads(self, cell: LayerCell) -> str:
+        return fmt.ratio(cell.heads_kept, cell.heads_total) if self.ratio else \
+            fmt.count(cell.heads_kept)
+
+    def pct(self, cell: LayerCell) -> str:
+        return fmt.NO_VALUE if cell.mlp_sparsity is None else \
+            f"{cell.mlp_sparsity:.{self.decimals}f}%"
+
+
+FORMATS = (CellFormat(True, 1, 2), CellFormat(True, 0, 2), CellFormat(False, 0, 1))
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    form: CellFormat
+    heads_w: int
+    width: int  # of the whole table
+
+    @property
+    def cell_w(self) -> int:
+        return self.heads_w + 1 + self.form.pct_w
+
+    def cell(self, cell: LayerCell) -> str:
+        if not cell.known:
+            return fmt.NO_VALUE.rjust(self.cell_w)
+        return f"{self.form.heads(cell).rjust(self.heads_w)} {self.form.pct(cell).rjust(self.form.pct_w)}"
 
 
 class LayerRows(ViewWidget):
@@ -123,19 +163,21 @@ class LayerRows(ViewWidget):
     def change_key(self) -> Hashable:
         return change_key(self.ctx.runs), self.ctx.state
 
-    def layout_of(self, width: Optional[int] = None) -> Tuple[int, int]:
-        """(heads column width, decimals) for the current table: one decimal when it fits."""
+    def layout(self, width: Optional[int] = None) -> TableLayout:
+        """The first format whose table fits ``width`` (the most detailed one without)."""
         _, rows, totals = layer_table(self.ctx.runs, self.ctx.state)
-        cells = totals + [c for row in rows.values() for c in row]
-        heads_w = max([3] + [len(fmt.ratio(c.heads_kept, c.heads_total)) for c in cells
-                             if c.known])
+        cells = [c for c in totals + [c for row in rows.values() for c in row] if c.known]
         n = max(1, len(self.ctx.runs))
-        fits = width is None or self.LABEL_W + n * (heads_w + 9) <= width
-        return heads_w, 1 if fits else 0
+        for form in FORMATS:
+            heads_w = max([len(form.heads_word)] + [len(form.heads(c)) for c in cells])
+            table = self.LABEL_W + n * (heads_w + 1 + form.pct_w) + (n - 1) * form.gap
+            found = TableLayout(form, heads_w, table)
+            if width is None or table <= width:
+                return found
+        return found
 
     def wanted_width(self) -> int:
-        heads_w, decimals = self.layout_of()
-        return self.LABEL_W + len(self.ctx.runs) * (heads_w + 8 + decimals)
+        return self.layout().width
 
     def lines(self, width: int, height: int) -> List[Text]:
         ctx, g = self.ctx, self.ctx.glyphs
@@ -143,29 +185,50 @@ class LayerRows(ViewWidget):
         blocks, rows, totals = layer_table(ctx.runs, state)
         if not any(c.known for c in totals):
             return [Text(f"state {state} has not ended in any run yet", style="dim")]
-        heads_w, decimals = self.layout_of(width)
-        cell_w = heads_w + 6 + decimals
+        lay = self.layout(width)
+        gap = " " * lay.form.gap
         head = Text(" " * self.LABEL_W, no_wrap=True)
-        for run in ctx.runs:
-            label = run_label(run, ctx)
-            label.append(" " * max(0, cell_w - label.cell_len))
-            head.append_text(label)
-            head.append("  ")
         sub = Text(" " * self.LABEL_W, style="dim", no_wrap=True)
-        for _ in ctx.runs:
-            sub.append(f"{'heads'.rjust(heads_w)} {'mlp'.rjust(5 + decimals)}  ")
-        out = [head, sub, self.row_text("all", totals, heads_w, decimals, "bold")]
-        out += [self.row_text(f"L{b}", rows[b], heads_w, decimals) for b in blocks]
+        for i, run in enumerate(ctx.runs):
+            label = run_label(run, ctx)
+            label.append(" " * max(0, lay.cell_w - label.cell_len))
+            head.append_text(label)
+            sub.append(f"{lay.form.heads_word.rjust(lay.heads_w)} "
+                       f"{'mlp'.rjust(lay.form.pct_w)}")
+            if i < len(ctx.runs) - 1:
+                head.append(gap)
+                sub.append(gap)
+        out = [head, sub, self.row_text("all", totals, lay, "bold")]
+        out += [self.row_text(f"L{b}", rows[b], lay) for b in blocks]
         return [clip(t, width, g.ellipsis) for t in out]
 
-    def row_text(self, label: str, cells: List[LayerCell], heads_w: int, decimals: int,
+    def row_text(self, label: str, cells: List[LayerCell], lay: TableLayout,
                  style: str = "") -> Text:
         text = Text(label.ljust(self.LABEL_W), style="bold", no_wrap=True)
-        for cell in cells:
-            text.append(cell_text(cell, heads_w, decimals), style=style or
-                        ("" if cell.known else "dim"))
-            text.append("  ")
+        for i, cell in enumerate(cells):
+            if i:
+                text.append(" " * lay.form.gap)
+            text.append(lay.cell(cell), style=style or ("" if cell.known else "dim"))
         return text
+
+
+def flow(parts: List[Text], width: int, indent: int = 4) -> List[Text]:
+    """``parts`` laid out in lines of ``width`` cells, two spaces apart; a part that does not
+    fit starts a new line, indented (a part wider than a line is cut)."""
+    lines: List[Text] = []
+    line: Optional[Text] = None
+    for part in parts:
+        if line is not None and line.cell_len + 2 + part.cell_len <= width:
+            line.append("  ")
+            line.append_text(part)
+            continue
+        if line is not None:
+            lines.append(line)
+        line = Text(" " * indent if lines or line is not None else "", no_wrap=True)
+        line.append_text(part)
+    if line is not None:
+        lines.append(line)
+    return lines
 
 
 class RunLines(ViewWidget):
@@ -184,15 +247,16 @@ class RunLines(ViewWidget):
             done = sum(1 for st in view.states if ended(st))
             best = next((st.best_val_acc for st in reversed(view.states)
                          if st.best_val_acc is not None), None)  # the last state's, as ls
-            line = run_label(run, ctx)
-            line.append(f" {g.text(run.name)}  ", style="bold")
-            line.append(run.status, style=STATUS_STYLE.get(run.status, ""))
-            line.append(f"  {done}/{len(view.states) or fmt.NO_VALUE}  best {fmt.pct(best)}")
-            out.append(clip(line, width, g.ellipsis))
+            name = run_label(run, ctx)
+            name.append(f" {g.text(run.name)}", style="bold")
+            parts = [name, Text(run.status, style=STATUS_STYLE.get(run.status, "")),
+                     Text(f"{done}/{len(view.states) or run.config.get('prune.states') or fmt.NO_VALUE}"),
+                     Text(f"best {fmt.pct(best)}")]
             if keys and run.config:
                 values = {k: run.config.get(k) for k in keys}
-                out.append(clip(Text("   " + g.text(values_text(values)), style="dim"), width,
-                                g.ellipsis))
+                parts += [Text(g.text(part), style="dim")
+                          for part in values_text(values).split(" ")]
+            out += [clip(line, width, g.ellipsis) for line in flow(parts, width)]
         if not keys:
             out.append(Text("no config key differs between these runs", style="dim"))
         return out

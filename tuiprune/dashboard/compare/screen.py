@@ -40,12 +40,13 @@ REDRAW_S = 0.25
 LIVENESS_S = 1.0
 MESSAGE_S = 4.0
 FIXED_LINES = 3  # header 2, key bar 1
+RUNS_MIN = 24  # the runs pane's narrowest
 PANELS = "#compare-header, #acc-sparsity, #acc-epochs, #layers, #runs-diff, #compare-keybar"
 
 COMPARE_KEYS = (
     Key("escape", "back", "Esc", "Esc", "back to the list of runs", "back"),
-    Key("v", "toggle_value", "v", "v", "accuracy vs sparsity: best val, or final val (after "
-        "the hard cut)", "best/final"),
+    Key("v", "toggle_value", "v", "v", "plot best val or final val (after the hard cut)",
+        "best/final"),
     Key("left", "select(-1)", "←", "<-", "per-layer table: previous state", ""),
     Key("right", "select(1)", "→", "->", "per-layer table: next state", ""),
     Key("up,down,pageup,pagedown", "", "↑↓ PgUp PgDn", "Up Dn PgUp PgDn",
@@ -186,14 +187,14 @@ class CompareScreen(Screen[None]):
             self.fit()
 
     def fit(self) -> None:
-        """Charts get about half the lines; the per-layer table the width it needs (up to
-        what leaves the runs pane 24 cells)."""
+        """Charts get about half the lines; the per-layer table the width it needs with its
+        border, padding and scrollbar (up to what leaves the runs pane RUNS_MIN cells)."""
         free = self.size.height - FIXED_LINES
         charts = max(6, min(free // 2, 20))
         sizes = {"#compare-charts": ("height", charts),
                  "#compare-bottom": ("height", max(0, free - charts)),
-                 "#layers": ("width", max(20, min(self.query_one(LayerRows).wanted_width() + 4,
-                                                  self.size.width - 24)))}
+                 "#layers": ("width", max(20, min(self.query_one(LayerRows).wanted_width() + 6,
+                                                  self.size.width - RUNS_MIN)))}
         for selector, (dim, value) in sizes.items():
             widget = self.query_one(selector)
             now = getattr(widget.styles, dim)
