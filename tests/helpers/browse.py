@@ -85,3 +85,9 @@ def table_names(text: str, names) -> List[str]:
             if word in names and word not in found:
                 found.append(word)
     return found
+
+
+def assert_only_ascii(screens: List[str]) -> None:
+    for text in screens:
+        bad = sorted({ch for ch in text if ord(ch) > 127})
+        assert not bad, f"non-ASCII characters on screen: {bad}\n{text}"

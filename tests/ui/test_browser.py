@@ -10,7 +10,8 @@ import shutil
 import pytest
 
 from engine.pidfile import write_pidfile
-from helpers.browse import expected_row, listed, row_of, table_names
+from helpers.browse import (assert_only_ascii, compared, expected_row, listed, row_of,
+                            table_names)
 from helpers.dash import FIXTURE_RUNS, RSST, events_of, screen_text, wait_for
 from helpers.sweeps import copy_fixtures, copy_run, fixture_sweep
 from tuiprune.dashboard.app import RunScreen
@@ -203,15 +204,11 @@ async def test_ascii_browser_and_compare_draw_only_ascii(tmp_path, size):
         await pilot.press("space", "space", "space")
         screens.append(screen_text(app))
         await pilot.press("c")
-        from helpers.browse import compared
-
         await compared(pilot)
         screens.append(screen_text(app))
         await pilot.press("question_mark")
         screens.append(screen_text(app))
-    for text in screens:
-        bad = sorted({ch for ch in text if ord(ch) > 127})
-        assert not bad, f"non-ASCII characters on screen: {bad}\n{text}"
+    assert_only_ascii(screens)
     assert "+-" in screens[1]  # ASCII borders
 
 
