@@ -41,12 +41,12 @@ def copy_fixtures(out: Path, names: List[str] = None) -> Path:
 
 
 def fixture_sweep(root: Path, grid: Dict[str, list] = None,
-                  members: Dict[str, str] = None) -> Path:
-    """A sweep directory under ``root`` over ``grid`` (default: method x sorting) whose
-    members named in ``members`` hold copies of those fixture runs; the rest are pending."""
+                  members: Dict[str, str] = None, stamp: str = "20251124-160000") -> Path:
+    """A sweep directory ``root/demo-sweep-<stamp>`` over ``grid`` (default: method x
+    sorting) whose members named in ``members`` hold copies of those fixture runs; the rest
+    are pending."""
     base = tomllib.loads((FIXTURE_RUNS / "rsst_global" / "config.toml").read_text())
-    sweep = write_sweep(root / "demo-sweep-20251124-160000", "demo", grid or GRID, base,
-                        CREATED)
+    sweep = write_sweep(root / f"demo-sweep-{stamp}", "demo", grid or GRID, base, CREATED)
     members = MEMBERS if members is None else members
     for m in sweep.members:
         if m.name in members:

@@ -213,3 +213,27 @@ def test_browser_marks_use_the_compare_colours():
     table = RunTable(UNICODE)
     cells = table.cells(e, ["mark", "name"], {"name": 10}, 3)
     assert cells[0] == Text("D", style=f"bold {RUN_COLOURS[3]}")
+
+
+async def test_a_killed_run_shows_lost_and_names_stay_apart(tmp_path):
+    """A run whose engine is gone without run_ended is lost within 2 s (never left "live");
+    two runs with one name are told apart by their sweeps'."""
+    from tuiprune.dashboard.browser.entries import entries_of
+    from tuiprune.dashboard.compare.screen import compared_runs
+
+    out = tmp_path / "runs"
+    copy_run(FIXTURE_RUNS / "lost_killed", out / "lost_killed")
+    fixture_sweep(out)
+    fixture_sweep(out, stamp="20251125-090000")
+    entries, _ = entries_of(out)
+    twins = [e for e in entries if e.name == "rsst_global"]
+    lost = [e for e in entries if e.name == "lost_killed"]
+    runs = compared_runs(lost + twins, [0, 1, 2])
+    assert [r.name for r in runs] == ["lost_killed", "demo-sweep-20251124-160000/rsst_global",
+                                      "demo-sweep-20251125-090000/rsst_global"]
+    app = BrowserApp(out)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await listed(pilot)
+        app.push_screen(CompareScreen(runs, UNICODE, out))
+        await wait_for(pilot, lambda: "lost_killed  lost" in screen_text(app), timeout=2,
+                       what="lost within 2 s")

@@ -37,7 +37,7 @@ from tuiprune.dashboard.widgets.screens import HelpScreen
 from tuiprune.tail import Tailer
 
 REDRAW_S = 0.25
-LIVENESS_S = 1.0
+LIVENESS_S = 0.5
 MESSAGE_S = 4.0
 FIXED_LINES = 3  # header 2, key bar 1
 RUNS_MIN = 24  # the runs pane's narrowest
@@ -61,10 +61,12 @@ HELP_NOTE = ("Each run keeps its letter and colour in every panel (in --ascii it
 
 def compared_runs(entries: Sequence[Entry], slots: Optional[Sequence[int]] = None
                   ) -> List[ComparedRun]:
-    """The runs of ``entries`` to compare; ``slots``: their places (default 0, 1, …)."""
+    """The runs of ``entries`` to compare; ``slots``: their places (default 0, 1, …). A run is
+    called by its own name (a sweep member's), with its sweep's when another has that name."""
     slots = list(range(len(entries))) if slots is None else list(slots)
-    return [ComparedRun(slot, e.path, e.cells["name"], dict(e.config))
-            for slot, e in zip(slots, entries)]
+    names = [e.name for e in entries]
+    return [ComparedRun(slot, e.path, e.name if names.count(e.name) == 1 else e.cells["name"],
+                        dict(e.config)) for slot, e in zip(slots, entries)]
 
 
 class CompareScreen(Screen[None]):
@@ -142,8 +144,9 @@ class CompareScreen(Screen[None]):
                 reducer.note("error", f"the compare screen could not show some events "
                              f"({type(exc).__name__}: {exc})")
             self.chunks_applied += 1
-            if message.chunk.caught_up:
+            if message.chunk.caught_up and not self.caught_up[message.run]:
                 self.caught_up[message.run] = True
+                self.look(message.run)  # a first look now: "live" only while it is
             self.schedule_redraw()
         finally:
             message.done.set()
@@ -154,17 +157,22 @@ class CompareScreen(Screen[None]):
                  keep=True)
 
     def check_liveness(self) -> None:
-        """Once a second, per run whose directory exists: is its engine gone?"""
-        for i, (run, watch) in enumerate(zip(self.ctx.runs, self.watches)):
-            if not run.path.is_dir() or i >= len(self.tailers):
-                continue
-            tailer = self.tailers[i]
-            event = watch.look(run.view, self.caught_up[i], tailer.consumed)
-            if event is not None:
-                run.reducer.apply(event)
-                self.schedule_redraw()
-            elif watch.waiting_for_reader:
-                tailer.writer_gone()
+        """Every LIVENESS_S, per run: is its engine gone?"""
+        for i in range(len(self.tailers)):
+            self.look(i)
+
+    def look(self, i: int) -> None:
+        """Ask run ``i``'s EngineWatch (once its directory exists) whether its engine is gone;
+        it says so on its second look at an unchanged log."""
+        run, watch, tailer = self.ctx.runs[i], self.watches[i], self.tailers[i]
+        if not run.path.is_dir():
+            return
+        event = watch.look(run.view, self.caught_up[i], tailer.consumed)
+        if event is not None:
+            run.reducer.apply(event)
+            self.schedule_redraw()
+        elif watch.waiting_for_reader:
+            tailer.writer_gone()
 
     # ---- drawing
     def schedule_redraw(self) -> None:
