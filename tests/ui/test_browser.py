@@ -228,3 +228,18 @@ def test_long_names_keep_the_member_name(name, width, ellipsis, shown):
     from tuiprune.dashboard.browser.table import short_name
 
     assert short_name(name, width, ellipsis) == shown
+
+
+async def test_a_directory_that_goes_away_is_said_and_the_list_kept(tmp_path):
+    out = copy_fixtures(tmp_path / "runs", ["refill_global"])
+    app = browse(out)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await listed(pilot, rows=1)
+        shutil.rmtree(out)
+        await wait_for(pilot, lambda: "does not exist" in screen_text(app), timeout=5,
+                       what="the problem on screen")
+        assert "refill_global" in screen_text(app)  # what was listed stays
+        copy_fixtures(out, ["rsst_global"])
+        await wait_for(pilot, lambda: "rsst_global" in screen_text(app)
+                       and "does not exist" not in screen_text(app), timeout=5,
+                       what="the list back")

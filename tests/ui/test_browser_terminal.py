@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.dash import events_of
-from helpers.sweeps import copy_fixtures
+from helpers.sweeps import copy_fixtures, fixture_sweep
 from helpers.tmux import TUIPRUNE
 
 pytestmark = pytest.mark.slow
@@ -31,5 +31,16 @@ def test_browse_mark_compare_come_back_open_quit(term, tmp_path):
     term.wait_screen(lambda s: "runs in" in s)
     term.keys("Enter")
     term.wait_screen(lambda s: f"tuiprune  {order[2]}" in s)
+    term.keys("q")
+    assert term.wait_exit() == 0
+
+
+def test_watch_sweep_compare_opens_its_members_side_by_side(term, tmp_path):
+    sweep = fixture_sweep(tmp_path)
+    term.start(f"{TUIPRUNE} watch {sweep} --compare --ascii", size=(80, 24))
+    text = term.wait_screen(lambda s: "compare 4 runs" in s and "State 2 per layer" in s)
+    assert all(ord(ch) < 128 for ch in text), text
+    term.keys("Escape")
+    term.wait_screen(lambda s: "4 runs: 3 completed, 1 pending" in s)
     term.keys("q")
     assert term.wait_exit() == 0

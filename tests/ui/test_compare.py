@@ -115,9 +115,11 @@ async def test_sweep_compare_screen_shows_every_panel(tmp_path):
         assert "State 1 per layer" in screen_text(app)
         await pilot.press("v")
         assert "Accuracy vs sparsity · final val" in screen_text(app)
+        screen = app.screen
         await pilot.press("escape")
         await listed(pilot, rows=4)  # the sweep's list below it
         assert app.screen is app.browser
+        assert all(t.stopped() for t in screen.tailers)  # no log is followed any more
 
 
 def cut_run(run_copy, src, before_state_ended: int):

@@ -65,8 +65,9 @@ def compared_runs(entries: Sequence[Entry], slots: Optional[Sequence[int]] = Non
     called by its own name (a sweep member's), with its sweep's when another has that name."""
     slots = list(range(len(entries))) if slots is None else list(slots)
     names = [e.name for e in entries]
-    return [ComparedRun(slot, e.path, e.name if names.count(e.name) == 1 else e.cells["name"],
-                        dict(e.config)) for slot, e in zip(slots, entries)]
+    return [ComparedRun(slot, e.path, fmt.printable(e.name, newlines=False)
+                        if names.count(e.name) == 1 else e.cells["name"], dict(e.config))
+            for slot, e in zip(slots, entries)]
 
 
 class CompareScreen(Screen[None]):
