@@ -243,3 +243,18 @@ async def test_a_directory_that_goes_away_is_said_and_the_list_kept(tmp_path):
         await wait_for(pilot, lambda: "rsst_global" in screen_text(app)
                        and "does not exist" not in screen_text(app), timeout=5,
                        what="the list back")
+
+
+@pytest.mark.parametrize("width, dropped, values", [  # worked by hand: 10 columns of 8,
+    (137, [], 30),               # values 30 (16 at the least), 2 cells of padding each, 5
+    (123, [], 16),               # for the mark column and the scrollbar: 123 with all
+    (122, ["criterion"], 25),    # shown and the values at 16
+])
+def test_columns_fit_the_width_as_ls_fits_them(width, dropped, values):
+    from tuiprune.dashboard.browser.table import fit_columns
+    from tuiprune.ls_command import COLUMNS
+
+    widths = {c: 30 if c == "values" else 8 for c in COLUMNS}
+    shown, got = fit_columns(widths, width)
+    assert shown == ["mark"] + [c for c in COLUMNS if c not in dropped]
+    assert got["values"] == values

@@ -3,8 +3,9 @@ the cursor on the same run while the list changes under it.
 
 Every cell is a Rich ``Text`` (a string cell would be read as markup: a ``[`` in a run name
 must stay a character), cut to its column with the glyph set's ellipsis, so ``--ascii``
-draws nothing but ASCII. Columns that do not fit the width are left out in ``tuiprune ls``'s
-order (``DROP_ORDER``); a long name keeps a sweep member's own name whole.
+draws nothing but ASCII. Columns that do not fit the width are left out as ``tuiprune ls`` leaves
+them out (``DROP_ORDER``, the values narrowed first); a long name keeps a sweep member's own
+name whole.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from textual.widgets import DataTable
 from tuiprune.dashboard.browser.entries import Entry
 from tuiprune.dashboard.glyphs import Glyphs
 from tuiprune.dashboard.widgets.base import clip
-from tuiprune.ls_command import COLUMNS, DROP_ORDER, RIGHT, STATUS_STYLE
+from tuiprune.ls_command import COLUMNS, DROP_ORDER, RIGHT, STATUS_STYLE, VALUES_MIN
 from tuiprune.palette import RUN_COLOURS, run_letter
 
 MARK = "mark"
@@ -52,18 +53,25 @@ def column_widths(entries: Sequence[Entry]) -> Dict[str, int]:
 
 
 def fit_columns(widths: Dict[str, int], width: int) -> Tuple[List[str], Dict[str, int]]:
-    """The columns that fit ``width`` cells (the mark column first) and their widths: drop
-    columns in ``tuiprune ls``'s order, then narrow the name."""
-    shown = list(COLUMNS)
+    """The columns that fit ``width`` cells (the mark column first) and their widths, as
+    ``tuiprune ls`` fits its table: the values column narrows to ``VALUES_MIN`` before columns
+    are left out in ``DROP_ORDER``; then the values take the room left, and a name too long
+    for what remains is narrowed."""
+    frame = 1 + PADDING + SCROLLBAR  # the mark column, the scrollbar
     widths = dict(widths)
+    values = widths["values"]
+    widths["values"] = min(values, VALUES_MIN)
+    shown = list(COLUMNS)
 
     def need() -> int:
-        return sum(widths[c] + PADDING for c in shown) + 1 + PADDING + SCROLLBAR
+        return sum(widths[c] + PADDING for c in shown) + frame
 
     for col in DROP_ORDER:
         if need() <= width:
             break
         shown.remove(col)
+    if "values" in shown:
+        widths["values"] = min(values, widths["values"] + max(0, width - need()))
     if need() > width:
         widths["name"] = max(NAME_MIN, widths["name"] - (need() - width))
     return [MARK, *shown], widths
