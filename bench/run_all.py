@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["bench_engine.py", "bench_runs.py", "bench_compact.py", "bench_reducer.py",
-           "bench_dashboard.py", "bench_browser.py"]
+           "bench_dashboard.py"]
 
 
 def main() -> int:
