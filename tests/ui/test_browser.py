@@ -182,7 +182,7 @@ async def test_marks_lead_to_the_compare_screen(tmp_path):
 async def test_a_pending_sweep_member_cannot_be_opened(tmp_path):
     sweep = fixture_sweep(tmp_path)
     app = browse(sweep)
-    async with app.run_test(size=(120, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         await listed(pilot, rows=4)
         text = screen_text(app)
         assert "pending" in row_of(text, "refill_layer-wise")
