@@ -52,16 +52,20 @@ def run(
 @app.command()
 def watch(
     target: Optional[str] = typer.Argument(
-        None, help="A config file (starts a run), a run directory (attaches), or nothing "
-        "(attaches to the newest run)."),
+        None, help="A config file (starts a run), a run directory (attaches), an output or "
+        "sweep directory (lists its runs), or nothing (lists the runs under runs/)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP, metavar="KEY=VALUE"),
     ascii_only: bool = typer.Option(False, "--ascii", help="Draw charts and bars with plain "
                                     "ASCII (for terminals without Unicode block glyphs)."),
+    compare: bool = typer.Option(False, "--compare", help="With a sweep directory of 2 to 6 "
+                                 "members: open them side by side."),
 ) -> None:
-    """Start a run in the background and watch it live, or re-attach to one."""
+    """Start a run in the background and watch it live, re-attach to one, or browse and
+    compare runs."""
     from tuiprune.watch import watch_main
 
-    raise typer.Exit(watch_main(target, overrides=set_, ascii_only=ascii_only))
+    raise typer.Exit(watch_main(target, overrides=set_, ascii_only=ascii_only,
+                                compare=compare))
 
 
 @app.command()

@@ -1,4 +1,6 @@
-"""``tuiprune watch [CONFIG | RUN_DIR]``: start a run in the background and/or follow it live.
+"""``tuiprune watch [CONFIG | RUN_DIR | DIR] [--compare]``: start a run in the background and/or
+follow it live, or browse the runs of an output or sweep directory (``runs`` without an
+argument) and compare them.
 
 Quitting the dashboard leaves the engine running; we print how to come back.
 """
@@ -17,11 +19,18 @@ def require_terminal(command: str) -> None:
                         "terminal; without one use tuiprune run (headless)")
 
 
-def watch_main(target: Optional[str], overrides: List[str], ascii_only: bool) -> int:
+def watch_main(target: Optional[str], overrides: List[str], ascii_only: bool,
+               compare: bool = False) -> int:
     from tuiprune.dashboard.targets import watch_target
 
+    resolved = watch_target(target, list(overrides), compare)
     require_terminal("watch")
-    resolved = watch_target(target, list(overrides))
+    if resolved.browse is not None:
+        from tuiprune.dashboard.browser.app import BrowserApp
+
+        browser = BrowserApp(resolved.browse, ascii_only, resolved.compare)
+        browser.run()
+        return browser.return_code or 0
     if resolved.config is not None:
         from tuiprune.launch import start_detached
 

@@ -1,5 +1,7 @@
-"""The dashboard App: wires a log source (live :class:`Tailer` or replay :class:`Player`) to
-the reducer and the widgets.
+"""One run's dashboard: :class:`RunScreen` wires a log source (live :class:`Tailer` or replay
+:class:`Player`) to the reducer and the widgets; :class:`DashboardApp` shows it alone
+(``tuiprune watch RUN_DIR``, ``replay``), and the run browser pushes it over its list
+(``tuiprune.dashboard.browser``), where Esc comes back.
 
 Chunks of events arrive as :mod:`~tuiprune.dashboard.messages` from the source's thread and
 are applied on the event loop. Drawing is driven by change, not by a clock: a chunk schedules
@@ -19,6 +21,7 @@ from typing import Optional, Union
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.screen import Screen
 from textual.scrollbar import ScrollBarRender
 from textual.timer import Timer
 
@@ -61,15 +64,62 @@ class AsciiScrollBarRender(ScrollBarRender):
     HORIZONTAL_BARS = [" "] * 8
 
 
-class DashboardApp(App[None]):
-    CSS_PATH = "dashboard.tcss"
+CSS_FILE = Path(__file__).with_name("dashboard.tcss")
+
+
+class TuipruneApp(App[None]):
+    """What every tuiprune screen runs in: the dashboard's stylesheet, ctrl+c quits from
+    anywhere (also while typing a filter), ``--ascii`` for every screen."""
+
+    CSS_PATH = [CSS_FILE]
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = keys.bindings() + [Binding("ctrl+c", "quit", "quit", show=False, priority=True)]
+    BINDINGS = [Binding("ctrl+c", "quit", "quit", show=False, priority=True)]
+
+    def __init__(self, ascii_only: bool = False) -> None:
+        super().__init__()
+        self.ascii_only = ascii_only
+
+    def on_mount(self) -> None:
+        if self.ascii_only:
+            self.add_class("-ascii")
+
+
+def _run_screen_attribute(name: str) -> property:
+    return property(lambda app: getattr(app.run_screen, name),
+                    doc=f"The run screen's ``{name}``.")
+
+
+class DashboardApp(TuipruneApp):
+    """One run's dashboard and nothing else (``tuiprune watch RUN_DIR``, ``replay``)."""
 
     def __init__(self, log_path: Path, run_dir: Optional[Path] = None, mode: str = "watch",
                  ascii_only: bool = False, speed: float = 10.0) -> None:
+        super().__init__(ascii_only)
+        self.run_screen = RunScreen(log_path, run_dir, mode, ascii_only, speed)
+
+    def get_default_screen(self) -> Screen:
+        return self.run_screen
+
+    # what callers and tests read from the app is the run screen's
+    ctx = _run_screen_attribute("ctx")
+    source = _run_screen_attribute("source")
+    caught_up = _run_screen_attribute("caught_up")
+    reader_failed = _run_screen_attribute("reader_failed")
+    chunks_applied = _run_screen_attribute("chunks_applied")
+    clock_ticks = _run_screen_attribute("clock_ticks")
+    redraw = _run_screen_attribute("redraw")
+    fit_panes = _run_screen_attribute("fit_panes")
+
+
+class RunScreen(Screen[None]):
+    """One run's dashboard. ``back``: opened from the run browser (Esc goes back to it)."""
+
+    BINDINGS = keys.bindings()
+
+    def __init__(self, log_path: Path, run_dir: Optional[Path] = None, mode: str = "watch",
+                 ascii_only: bool = False, speed: float = 10.0, back: bool = False) -> None:
         super().__init__()
-        self.ctx = Context(glyphs=glyphs(ascii_only), mode=mode, run_dir=run_dir)
+        self.ctx = Context(glyphs=glyphs(ascii_only), mode=mode, run_dir=run_dir, back=back)
         self.log_path = Path(log_path)
         self.speed = speed
         self.source: Optional[Union[Tailer, Player]] = None
@@ -101,7 +151,6 @@ class DashboardApp(App[None]):
 
     def on_mount(self) -> None:
         if self.ctx.glyphs.ascii:
-            self.add_class("-ascii")
             for scroller in self.query("#sparsity, #log-view"):
                 scroller.vertical_scrollbar.renderer = AsciiScrollBarRender
                 scroller.horizontal_scrollbar.renderer = AsciiScrollBarRender
@@ -120,7 +169,7 @@ class DashboardApp(App[None]):
     def on_resize(self) -> None:
         self.call_after_refresh(self.redraw, True)  # titles are cut to the new widths
 
-    def on_unmount(self) -> None:
+    def on_unmount(self) -> None:  # quit, or Esc back to the run browser
         self._shutting.set()
         if self.source is not None:
             self.source.stop()
@@ -257,7 +306,13 @@ class DashboardApp(App[None]):
 
     # ---- actions
     def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
-        return keys.action_allowed(action, self.ctx.mode)
+        return keys.action_allowed(action, self.ctx.mode, self.ctx.back)
+
+    def action_quit(self) -> None:
+        self.app.exit()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
 
     def action_select(self, delta: int) -> None:
         self.ctx.select(delta)
@@ -284,7 +339,7 @@ class DashboardApp(App[None]):
         self.query_one(LogPane).open_filter()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.ctx.mode, self.ctx.glyphs))
+        self.app.push_screen(HelpScreen(self.ctx.mode, self.ctx.glyphs, self.ctx.back))
 
     def action_stop_run(self) -> None:
         view, run_dir = self.ctx.view, self.ctx.run_dir
@@ -295,7 +350,7 @@ class DashboardApp(App[None]):
         elif engine_state(run_dir) is not True:
             self.say("the engine is not running here: nothing to stop")
         else:
-            self.push_screen(ConfirmStop(fmt.printable(run_dir)), self._confirmed_stop)
+            self.app.push_screen(ConfirmStop(fmt.printable(run_dir)), self._confirmed_stop)
 
     def _confirmed_stop(self, yes: Optional[bool]) -> None:
         if not yes:

@@ -130,6 +130,8 @@ def line_chart(lines: Sequence[Line], width: int, height: int, g: Glyphs, *,
         axis = [" "] * cols
         for x, label in x_labels:
             c = _scale(x, xr[0], xr[1], cols - 1)
+            if c is not None and len(label) <= cols:
+                c = min(c, cols - len(label))  # a label at the right edge ends there
             if c is not None and c + len(label) <= cols and all(ch == " " for ch in axis[c:c + len(label)]):
                 axis[c:c + len(label)] = list(label)
         out.append(Text(" " * (gutter - 1) + g.corner + "".join(axis), style="dim",

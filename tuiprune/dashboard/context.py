@@ -24,6 +24,7 @@ class Context:
     chosen: Optional[int] = None  # the state picked with left/right; None follows the run
     message: str = ""  # a short message in the key bar after an action
     stop_requested: bool = False  # the user asked the engine to stop (S, y)
+    back: bool = False  # opened from the run browser: Esc goes back to it
 
     @property
     def view(self) -> RunView:

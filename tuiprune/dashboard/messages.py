@@ -25,5 +25,21 @@ class ChunkRead(Message, bubble=False):
 class ReaderFailed(Message, bubble=False):
     """The log reader (tailer or replay player) stopped on an exception."""
 
-    reader: str  # "log reader" | "replay"
+    reader: str  # "log reader" | "replay" | "run lister" | "log reader of run A"
     error: BaseException
+
+
+@dataclass
+class RunChunkRead(ChunkRead, bubble=False):
+    """Events read from the log of compared run number ``run`` (the compare screen)."""
+
+    run: int = 0
+
+
+@dataclass
+class RunsListed(Message, bubble=False):
+    """The run browser's lister read the directory and the rows changed (``entries``, a list
+    of ``tuiprune.dashboard.browser.entries.Entry``), or ``problem`` says why it cannot."""
+
+    entries: list
+    problem: str

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence
 
 from engine.runlog import RunLog
+from tuiprune.palette import RUN_COLOURS
 
 FIG_W, FIG_H, FIG_H_TALL, DPI = 5.0, 3.0, 4.0, 200
-COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+COLOURS = RUN_COLOURS
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 INSTALL = "pip install matplotlib"
 STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,

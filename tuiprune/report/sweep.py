@@ -19,6 +19,7 @@ from tuiprune import format as fmt
 from tuiprune.report.checks import FAIL, PASS, SKIP, log_checks
 from tuiprune.report.figdata import model_accuracy
 from tuiprune.report.log import LoggedRun, read_run
+from tuiprune.palette import run_letter as code
 from tuiprune.report.mdtext import Md, heading, table, text
 
 GROUP = 6  # runs per side-by-side table
@@ -31,16 +32,6 @@ class SweepRun:
     member: Member
     run: Optional[LoggedRun]
     code: str = ""  # A, B, … (members with a log only)
-
-
-def code(i: int) -> str:
-    """A, B, …, Z, AA, AB, …"""
-    out = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        out = chr(65 + r) + out
-    return out
 
 
 def read_members(path) -> "tuple[Sweep, List[SweepRun]]":

@@ -18,4 +18,5 @@ class KeyBar(ViewWidget):
         g = self.ctx.glyphs
         if self.ctx.message:
             return [clip(Text(g.text(self.ctx.message), style="bold"), width, g.ellipsis)]
-        return [clip(Text(key_bar(self.ctx.mode, g), style="dim"), width, g.ellipsis)]
+        return [clip(Text(key_bar(self.ctx.mode, g, self.ctx.back), style="dim"), width,
+                     g.ellipsis)]
