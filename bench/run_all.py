@@ -18,8 +18,10 @@ def scripts() -> list:
     import torch
 
     gpu = [] if torch.cuda.is_available() else ["--device", "cpu", "--quick"]
-    return [["bench_engine.py"], ["bench_runs.py"], ["bench_gpu.py", *gpu],
-            ["bench_compact.py"], ["bench_reducer.py"], ["bench_dashboard.py"]]
+    return [["bench_engine.py"], ["bench_runs.py"], ["bench_gpu.py", *gpu], ["bench_ddp.py"],
+            ["bench_compact.py"], ["bench_reducer.py"], ["bench_dashboard.py"],
+            ["bench_system.py"], ["bench_report.py"], ["bench_runlist.py"],
+            ["bench_browser.py"]]
 
 
 def main() -> int:

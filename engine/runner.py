@@ -490,7 +490,8 @@ class Run:
         samples = ddp.all_gather_object(self.system.process_sample(), self.ranks)
         if self.ranks.main:
             others = samples[1:] if self.ranks.distributed else None
-            self.emit("system", **self.system.sample(state, epoch, ranks=others))
+            self.emit("system", **self.system.sample(state, epoch, ranks=others,
+                                                     own=samples[0]))
 
     def save_mid_epoch(self, batch: int, tally: EpochTally) -> None:
         """Mid-epoch checkpoint: a resume continues at ``batch`` with ``tally`` so far."""

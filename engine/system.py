@@ -244,12 +244,14 @@ class SystemSampler:
         return "; ".join(notes) or None
 
     def sample(self, state: Optional[int], epoch: Optional[int],
-               ranks: Optional[Iterable[dict]] = None) -> dict:
+               ranks: Optional[Iterable[dict]] = None, own: Optional[dict] = None) -> dict:
         """The ``system`` event's fields now, covering the time since the last sample; the
         interval starts again. ``images_per_s``: the images counted per second of step time
         (per second of the interval when no step time was counted); ``data_wait``: the wait
         seconds' share of the step seconds. Both are absent when nothing was counted.
-        ``ranks``: the other ranks' :meth:`process_sample` (rank 0 of a distributed run)."""
+        ``ranks``: the other ranks' :meth:`process_sample` (rank 0 of a distributed run);
+        ``own``: this process's, when it was just read (psutil's CPU % covers the time since
+        the previous reading: a second one a moment later would read about 0)."""
         now = self.clock()
         interval = max(now - self._since, 0.0)
         images_per_s = data_wait = None
@@ -261,7 +263,7 @@ class SystemSampler:
         fields: Dict[str, Any] = {"state": state, "epoch": epoch, "interval": interval,
                                   "images_per_s": images_per_s, "data_wait": data_wait}
         fields.update(self._host_memory())
-        fields.update(self.process_sample())
+        fields.update(own if own is not None else self.process_sample())
         fields["unavailable"] = self._unavailable()
         if ranks is not None:
             fields["ranks"] = ranks_field(ranks, own_rank=self.rank)

@@ -155,3 +155,19 @@ def test_engine_watch_says_when_the_engine_moves_between_hosts(tmp_path):
     assert (ev["event"], ev["host"]) == (ENGINE_REMOTE, "")
     r.apply(ev)
     assert r.view.remote_host == "" and watch.look(r.view, True, None) is None
+
+
+async def test_stopping_an_engine_on_another_host_leaves_a_stop_request(tmp_path):
+    from tuiprune.dashboard.widgets.screens import ConfirmStop
+
+    run = remote_run(tmp_path, last_event_ago=3)
+    app = DashboardApp(run / "events.jsonl", run, mode="watch")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("S")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmStop)
+        await pilot.press("y")
+        await settle(pilot)
+    request = json.loads((run / "stop.request").read_text())
+    assert request["pid"] > 0 and request["host"]

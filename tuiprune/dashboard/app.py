@@ -347,8 +347,8 @@ class RunScreen(Screen[None]):
             self.say("no run directory: nothing to stop")
         elif view.finished:
             self.say(f"the run has already ended ({view.status})")
-        elif engine_state(run_dir) is not True:
-            self.say("the engine is not running here: nothing to stop")
+        elif engine_state(run_dir) is False:
+            self.say("the engine is not running: nothing to stop")
         else:
             self.app.push_screen(ConfirmStop(fmt.printable(run_dir)), self._confirmed_stop)
 
