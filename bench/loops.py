@@ -131,6 +131,12 @@ class BenchHost:
     def save_mid_epoch(self, batch: int, tally) -> None:
         pass
 
+    def system_due(self) -> bool:
+        return False
+
+    def report_system(self, state, epoch, pace) -> None:
+        pass
+
 
 class EngineLoop:
     """The engine's training loop in a Refill state (``target`` None: masks in force) or an

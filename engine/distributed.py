@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -29,58 +28,9 @@ import torch
 import torch.distributed as dist
 
 from engine.errors import UserError
+from engine.ranks import Ranks, check_batch, check_gpus, from_env  # noqa: F401 (re-exported)
 
 AGREE_EVERY = 8  # training steps between the ranks' agreement on stop/checkpoint
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """Where this process stands in the run: ``rank`` of ``world``, ``local_rank`` on its
-    host. A plain run is rank 0 of 1 and takes no collective step."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-
-def from_env() -> Ranks:
-    """The ranks torchrun describes in the environment (``RANK``, ``WORLD_SIZE``,
-    ``LOCAL_RANK``); a single process without them."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    except ValueError:
-        raise UserError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers (they are set "
-                        "by torchrun)") from None
-    return Ranks(rank, max(1, world), local)
-
-
-def check_batch(batch_size: int, world: int) -> int:
-    """The per-rank batch for a global ``batch_size``, or a UserError when it does not
-    divide."""
-    if batch_size % world:
-        lower = batch_size - batch_size % world
-        raise UserError(f"data.batch_size = {batch_size} is the global batch and must divide "
-                        f"by the {world} ranks of this run; use {lower} or "
-                        f"{lower + world}")
-    return batch_size // world
-
-
-def check_gpus(nproc: int, device: str, available: int) -> None:
-    """``nproc`` processes on one node need that many GPUs when they train on CUDA."""
-    if device.startswith("cuda") and nproc > available:
-        raise UserError(f"run.nproc_per_node = {nproc} processes on CUDA but this machine has "
-                        f"{available} GPU(s); use --nproc-per-node {max(1, available)} (or "
-                        f"run.device = 'cpu')")
 
 
 def device_for(ranks: Ranks, configured: str) -> str:
@@ -241,6 +191,19 @@ def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn
 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                    else None, broadcast_buffers=False)
+
+
+class RankAgreement:
+    """The decisions the ranks of a run take together (``engine.epoch.EpochLoop``'s
+    ``ranks``): every ``every`` steps each rank says whether it wants to stop, checkpoint,
+    report the machine or give up on a diverged loss, and all follow whoever said yes."""
+
+    def __init__(self, ranks: Ranks, device: torch.device, every: int = AGREE_EVERY) -> None:
+        self.ranks, self.device, self.every = ranks, device, every
+        self.world, self.main = ranks.world, ranks.main
+
+    def agree(self, flags: List[bool]) -> List[bool]:
+        return agree(flags, self.ranks, self.device)
 
 
 def shard_train(source, ranks: Ranks):

@@ -19,7 +19,7 @@ gets one ``warning`` per state (a loader that keeps the device idle).
 from __future__ import annotations
 
 import time
-from typing import NamedTuple, Optional, Protocol
+from typing import List, NamedTuple, Optional, Protocol
 
 import torch
 
@@ -61,6 +61,20 @@ class EpochHost(Protocol):
 
     def save_mid_epoch(self, batch: int, tally: EpochTally) -> None: ...
 
+    def system_due(self) -> bool: ...
+
+    def report_system(self, state: int, epoch: int, pace: "Pace") -> None: ...
+
+
+class Alone:
+    """The decisions of a run in one process: taken every step, by this process alone."""
+
+    every, world, main = 1, 1, True
+
+    @staticmethod
+    def agree(flags: List[bool]) -> List[bool]:
+        return flags
+
 
 class EpochLoop:
     """Trains epochs of ``source`` with ``trainer`` for ``host``.
@@ -69,8 +83,14 @@ class EpochLoop:
     :meth:`take_pace` reads and resets them."""
 
     def __init__(self, trainer: Trainer, source, train_cfg: dict, host: EpochHost,
-                 checkpoint_seconds: float = 0.0, report_seconds: float = 0.1) -> None:
+                 checkpoint_seconds: float = 0.0, report_seconds: float = 0.1,
+                 ranks=Alone) -> None:
+        """``ranks``: who takes the decisions to stop, checkpoint, report the machine or
+        give up on a diverged loss — this process alone (:class:`Alone`), or every rank of a
+        distributed run together every ``ranks.every`` steps
+        (``engine.distributed.RankAgreement``)."""
         self.trainer, self.source, self.t, self.host = trainer, source, train_cfg, host
+        self.ranks = ranks
         self.batches = len(source)
         self.checkpoint_seconds = checkpoint_seconds
         self.report_seconds = report_seconds
@@ -121,17 +141,28 @@ class EpochLoop:
             seen += len(y)
             self.next_batch = b + 1
             last = b == nb - 1
-            stop = self.host.stop_requested and not last
-            due = (self.checkpoint_seconds > 0 and not last
-                   and time.perf_counter() - last_ckpt > self.checkpoint_seconds)
-            if throttle.ready() or last or stop or due:
-                self._check_loss(int(first_bad), state, epoch)
+            report = throttle.ready() or last
+            stop = due = system = False
+            if self.ranks.every == 1 or last or (b + 1 - start) % self.ranks.every == 0:
+                # the loss is read where the run reports anyway (alone), or where the ranks
+                # agree (together): never a sync per step
+                bad = int(first_bad) if report or self.ranks.every > 1 else -1
+                stop, due, diverged, system = self.ranks.agree([
+                    self.host.stop_requested and not last,
+                    self.checkpoint_seconds > 0 and not last
+                    and time.perf_counter() - last_ckpt > self.checkpoint_seconds,
+                    bad >= 0, self.host.system_due() and not last])  # the epoch end samples
+                if diverged:
+                    self._check_loss(bad if bad >= 0 else b, state, epoch)
+            if report and self.ranks.main:
                 self._report(state, epoch, b, loss, hits, len(y), lr, tally())
             fetched, took = t_step - t_fetch, time.perf_counter() - t_fetch
             wait, steps = wait + fetched, steps + took
             self.images += len(y)
             self.step_seconds += took
             self.data_wait_seconds += fetched
+            if system:
+                self.host.report_system(state, epoch, self.take_pace())
             if stop or due:
                 self.host.save_mid_epoch(b + 1, tally())
                 last_ckpt = time.perf_counter()
@@ -146,7 +177,7 @@ class EpochLoop:
         """The throttled ``batch`` (and, RSST, ``lambda``) events: host syncs happen here."""
         self.host.emit("batch", state=state, epoch=epoch, batch=b, batches=self.batches,
                        loss=float(loss), acc=100.0 * int(hits) / size, lr=lr,
-                       images_per_s=now.seen / max(now.seconds, 1e-9))
+                       images_per_s=now.seen * self.ranks.world / max(now.seconds, 1e-9))
         if self.trainer.reg is not None:
             self.host.report_lambda(lr)
 
@@ -163,6 +194,7 @@ class EpochLoop:
 
     @staticmethod
     def _check_loss(bad: int, state: int, epoch: int) -> None:
+        """Raise :class:`NonFiniteLoss` for a loss first non-finite at batch ``bad``."""
         if bad >= 0:
             raise NonFiniteLoss(f"loss became non-finite (NaN/inf) in state {state}, epoch "
                                 f"{epoch}, batch {bad}; the last good checkpoint is kept. Lower "

@@ -52,10 +52,16 @@ class EventLog:
     dropped; the log itself goes on."""
 
     def __init__(self, path: Path, seq: int = 0,
-                 listeners: Optional[List[Callable[[dict], None]]] = None):
+                 listeners: Optional[List[Callable[[dict], None]]] = None,
+                 heartbeat_seconds: float = 0.0):
         self.path = Path(path)
         self.seq = seq
         self.listeners = list(listeners or [])
+        # a `heartbeat` line when nothing was written for this long (0: never), with these
+        # fields (the run keeps them current: its state and what it is busy with)
+        self.heartbeat_seconds = heartbeat_seconds
+        self.heartbeat_fields: dict = {}
+        self._last_line = time.monotonic()
         try:
             self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_APPEND
                                               | os.O_CREAT, 0o644)
@@ -75,16 +81,7 @@ class EventLog:
         """Log one event; returns it as it is written. Raises :class:`WriteFailed` when an
         earlier line could not be written (the event itself is queued and seen by the
         listeners all the same)."""
-        obj = _clean({"v": schema.SCHEMA_VERSION, "event": event, "time": time.time(),
-                      "seq": self.seq, **schema.build(event, fields)})
-        line = (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode()
-        with self._cond:
-            if self._closing:
-                raise ValueError(f"event log {self.path} is closed")
-            self._queue.append(line)
-            self._queued += 1
-            self.seq += 1
-            self._cond.notify_all()
+        obj = self._enqueue(event, fields)
         for listener in list(self.listeners):
             try:
                 listener(obj)
@@ -94,6 +91,23 @@ class EventLog:
             self.flush()
         else:
             self._raise_error()
+        return obj
+
+    def _enqueue(self, event: str, fields: dict) -> dict:
+        """Number the event and queue its line (under the lock: the writer thread numbers
+        heartbeats too)."""
+        obj = _clean({"v": schema.SCHEMA_VERSION, "event": event, "time": time.time(),
+                      "seq": 0, **schema.build(event, fields)})
+        with self._cond:
+            if self._closing:
+                raise ValueError(f"event log {self.path} is closed")
+            obj["seq"] = self.seq
+            self._queue.append((json.dumps(obj, separators=(",", ":"), allow_nan=False)
+                                + "\n").encode())
+            self._queued += 1
+            self.seq += 1
+            self._last_line = time.monotonic()
+            self._cond.notify_all()
         return obj
 
     def flush(self) -> None:
@@ -128,7 +142,15 @@ class EventLog:
     def _write_loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closing)
+                self._cond.wait_for(lambda: self._queue or self._closing,
+                                    timeout=self.heartbeat_seconds or None)
+                if not self._queue and not self._closing:
+                    self._cond.release()  # _enqueue takes the lock itself
+                    try:
+                        self._heartbeat()
+                    finally:
+                        self._cond.acquire()
+                    continue
                 if not self._queue:
                     return
                 lines, self._queue = self._queue, []
@@ -141,6 +163,15 @@ class EventLog:
             with self._cond:
                 self._done += len(lines)
                 self._cond.notify_all()
+
+    def _heartbeat(self) -> None:
+        """A ``heartbeat`` when nothing was written for ``heartbeat_seconds`` (not seen by the
+        listeners: they belong to the thread that emits)."""
+        if time.monotonic() - self._last_line >= self.heartbeat_seconds:
+            try:
+                self._enqueue("heartbeat", dict(self.heartbeat_fields))
+            except ValueError:  # closing
+                pass
 
     def _fail(self, exc: WriteFailed) -> None:
         with self._cond:

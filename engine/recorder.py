@@ -16,6 +16,8 @@ from engine.events import EventLog
 from engine.lock import RunLock
 from engine.pidfile import remove_pidfile, write_pidfile
 
+HEARTBEAT_SECONDS = 5.0  # a heartbeat after this long without an event (remote liveness)
+
 
 class RunRecorder:
     """Writes of the run in ``run_dir``; ``writer`` is False on ranks other than 0."""
@@ -42,8 +44,13 @@ class RunRecorder:
             raise WriteFailed(self.run_dir, exc) from None
         self.take_lock()
         self.log = EventLog(self.run_dir / rundir.EVENTS_FILE, seq=seq,
-                            listeners=self.listeners)
+                            listeners=self.listeners, heartbeat_seconds=HEARTBEAT_SECONDS)
         write_pidfile(self.run_dir)
+
+    def busy(self, state: int, phase: str) -> None:
+        """What the run does now, for the heartbeats written while nothing else is."""
+        if self.log is not None:
+            self.log.heartbeat_fields = {"state": state, "phase": phase}
 
     def emit(self, event: str, **fields) -> dict:
         if self.log is None:

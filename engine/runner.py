@@ -34,7 +34,7 @@ from engine import rundir, runevents
 from engine.checkpoint import EpochTally, NonFiniteWeights, RunState, StateProgress
 from engine.config import dumps, pruning_steps, step_ratios
 from engine.device import resolve_device
-from engine.epoch import EpochLoop, NonFiniteLoss
+from engine.epoch import Alone, EpochLoop, NonFiniteLoss
 from engine.errors import UserError, WriteFailed
 from engine.logread import truncate_torn_tail
 from engine.pidfile import clear_stop_request
@@ -46,6 +46,7 @@ from engine.rewind import RewindTarget, parse_rewind
 from engine.rsst import RSSTRegularizer, late_ramp_warning, ramp_length
 from engine.schema import durable_key
 from engine.structure import vit_structure
+from engine.system import SystemSampler
 from engine.train import (Trainer, amp_dtype, calibration_batches, configure_backends, lr_at,
                           make_optimizer)
 from engine.transitions import begin_refill_state, begin_rsst_state, hard_cut, prune_step
@@ -77,6 +78,7 @@ class Run:
         self.warned: set = set()
         self.last_state_ended: Optional[dict] = None  # for run_ended
         self.exit_note = ""  # one line for the terminal when the run ends badly
+        self.system: Optional[SystemSampler] = None
         self.t_start = time.time()
 
     # ------------------------------------------------------------------ entry points
@@ -170,6 +172,10 @@ class Run:
                              (("val", self.data.val), ("test", self.data.test)) if src}
         self.nb = len(self.train_source)
         self.hosts = ddp.all_gather_object(ddp.host(), self.ranks)
+        self.system = SystemSampler(cfg["run"]["system_seconds"], device=self.device,
+                                    rank=self.ranks.rank)
+        self.agreement = (ddp.RankAgreement(self.ranks, self.device) if self.ranks.distributed
+                          else Alone)
         self.stops.setup = False
 
     def emit(self, event: str, **fields) -> dict:
@@ -217,6 +223,8 @@ class Run:
             raise
         finally:
             self.stops.restore()
+            if self.system is not None:
+                self.system.close()
             self.recorder.close()
             ddp.stop(self.ranks)
 
@@ -303,7 +311,7 @@ class Run:
                                self.device, self.amp, reg)
         self.epoch_loop = EpochLoop(self.trainer, self.train_source, t, self,
                                     checkpoint_seconds=self.cfg["run"]["checkpoint_minutes"]
-                                    * 60)
+                                    * 60, ranks=self.agreement)
         ddp.write_digest(self.ranks, rs.state, self.model, current_masks(self.model), rs.target)
 
     def _train_epoch(self) -> None:
@@ -316,6 +324,7 @@ class Run:
             if self.trainer.reg is not None and self.cfg["rsst"]["ramp"] == "epoch":
                 self.trainer.reg.restart_ramp()
         self.model.train()
+        self.recorder.busy(s, "training")
         tally = self.epoch_loop.run(s, e, rs.batch, data_mod.mix_seed(self.cfg["run"]["seed"],
                                                                        s, e), base=rs.tally)
         self._finish_epoch(tally)
@@ -346,7 +355,9 @@ class Run:
 
     def _finish_epoch(self, tally: EpochTally) -> None:
         rs, s, e = self.rs, self.rs.state, self.rs.epoch
+        self.report_system(s, e, self.epoch_loop.take_pace(), force=True)
         tally = self._global_tally(tally)
+        self.recorder.busy(s, "evaluating")
         bad = ckpt.nonfinite(self.model.state_dict())
         if bad:
             raise NonFiniteWeights(
@@ -377,7 +388,7 @@ class Run:
         path = self._commit_latest("latest", pending=[ended])
         self.emit(**ended)
         self.emit("checkpoint", state=s, epoch=e, batch=None, kind="latest", path=path)
-        if self.stop_requested and rs.epoch < self.epochs:
+        if self._agreed_stop() and rs.epoch < self.epochs:
             raise StopRequested
 
     def _end_of_state(self) -> None:
@@ -404,6 +415,7 @@ class Run:
                             sparsity=round(sparsity_report(self.model).sparsity, 4),
                             seconds=prog.seconds))
         if s < pruning_steps(self.cfg):
+            self.recorder.busy(s, "pruning")
             pending.append(self._pruning_step(s))
         rs.state, rs.epoch, rs.batch, rs.progress = s + 1, 0, 0, StateProgress()
         if rs.state < self.states:
@@ -416,7 +428,7 @@ class Run:
         self.last_state_ended = next(e for e in pending if e["event"] == "state_ended")
         self.emit("checkpoint", state=s, epoch=self.epochs - 1, batch=None, kind="latest",
                   path=path)
-        if self.stop_requested and rs.state < self.states:
+        if self._agreed_stop() and rs.state < self.states:
             raise StopRequested
 
     def _pruning_step(self, s: int) -> dict:
@@ -458,6 +470,27 @@ class Run:
         if msg and ("lambda", self.rs.state) not in self.warned:
             self.warned.add(("lambda", self.rs.state))
             self.emit("warning", message=msg, state=self.rs.state, epoch=self.rs.epoch)
+
+    def _agreed_stop(self) -> bool:
+        """Whether to stop at this boundary: asked on any rank (the same answer on all)."""
+        return self.agreement.agree([self.stop_requested])[0]
+
+    def system_due(self) -> bool:
+        """Time for a ``system`` sample (rank 0's clock decides for every rank)."""
+        return self.ranks.main and self.system.due()
+
+    def report_system(self, state: int, epoch: int, pace, force: bool = False) -> None:
+        """Count the training since the last report and write a ``system`` event (every rank
+        sends its figures to rank 0). ``force``: at an epoch end, sampling on."""
+        if not self.system.enabled:
+            return
+        if pace.images:
+            self.system.count(pace.images * self.ranks.world, pace.step_seconds,
+                              pace.data_wait_seconds)
+        samples = ddp.all_gather_object(self.system.process_sample(), self.ranks)
+        if self.ranks.main:
+            others = samples[1:] if self.ranks.distributed else None
+            self.emit("system", **self.system.sample(state, epoch, ranks=others))
 
     def save_mid_epoch(self, batch: int, tally: EpochTally) -> None:
         """Mid-epoch checkpoint: a resume continues at ``batch`` with ``tally`` so far."""

@@ -192,7 +192,7 @@ def test_a_short_run_with_train_compile_completes_with_exact_masks(tmp_path):
 
 # --------------------------------------------------------------------------- data wait
 class Host:
-    """The three things EpochLoop asks of a run, recorded."""
+    """What EpochLoop asks of a run, recorded."""
 
     stop_requested = False
 
@@ -207,6 +207,12 @@ class Host:
         pass
 
     def save_mid_epoch(self, batch, tally):
+        pass
+
+    def system_due(self) -> bool:
+        return False
+
+    def report_system(self, state, epoch, pace) -> None:
         pass
 
 

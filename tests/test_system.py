@@ -233,8 +233,6 @@ def test_ranks_field_from_gathered_samples():
     assert all(r["rss"] > 0 for r in ev["ranks"][:3])
 
 
-@pytest.mark.skip(reason="enable once the run loop calls SystemSampler (engine/runner.py, "
-                         "integrator); see the sysreport branch's report")
 @pytest.mark.slow
 def test_demo_run_has_system_events(tmp_path):
     from helpers.runs import sets, tuiprune

@@ -1,4 +1,6 @@
 """Starting the engine as a detached background process for ``tuiprune watch`` (torch-free).
+With ``run.nproc_per_node`` > 1 that process is the torchrun launcher (``tuiprune.torchrun``)
+and rank 0 takes over the pid file once it runs.
 
 The engine runs in its own session (``setsid``), with stdin from /dev/null and stdout/stderr
 appended to ``RUN_DIR/engine.log``, so an SSH hang-up or quitting the dashboard does not stop
@@ -17,7 +19,8 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from engine.config import dumps, load_config
+from engine.config import check_output_dir, dumps, load_config
+from engine.ranks import check_batch
 from engine.pidfile import write_pidfile
 from engine.rundir import CONFIG_FILE, ENGINE_LOG, new_run_dir, newest_run as _newest
 
@@ -28,6 +31,8 @@ def start_detached(config_path: Path, overrides: Sequence[str]) -> Path:
     """Validate the config, create the run directory, start the engine in the background and
     return the run directory (its ``events.jsonl`` appears within moments)."""
     cfg = load_config(config_path, list(overrides))
+    check_output_dir(cfg)
+    check_batch(cfg["data"]["batch_size"], cfg["run"]["nproc_per_node"])
     run_dir = new_run_dir(cfg)
     run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(dumps(cfg))

@@ -103,7 +103,7 @@ def _run_main(config, overrides, dry_run, resume, run_dir, nproc) -> int:
 
 def _launch_ranks(cfg: dict, run_dir: Path, resume: bool) -> int:
     """Check what can be checked here, write the run directory, then start torchrun."""
-    from engine.distributed import check_batch, check_gpus
+    from engine.ranks import check_batch, check_gpus
 
     nproc = cfg["run"]["nproc_per_node"]
     check_batch(cfg["data"]["batch_size"], nproc)
