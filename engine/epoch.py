@@ -144,16 +144,8 @@ class EpochLoop:
             report = throttle.ready() or last
             stop = due = system = False
             if self.ranks.every == 1 or last or (b + 1 - start) % self.ranks.every == 0:
-                # the loss is read where the run reports anyway (alone), or where the ranks
-                # agree (together): never a sync per step
-                bad = int(first_bad) if report or self.ranks.every > 1 else -1
-                stop, due, diverged, system = self.ranks.agree([
-                    self.host.stop_requested and not last,
-                    self.checkpoint_seconds > 0 and not last
-                    and time.perf_counter() - last_ckpt > self.checkpoint_seconds,
-                    bad >= 0, self.host.system_due() and not last])  # the epoch end samples
-                if diverged:
-                    self._check_loss(bad if bad >= 0 else b, state, epoch)
+                stop, due, system = self._decide(first_bad, b, last, report, last_ckpt,
+                                                 state, epoch)
             if report and self.ranks.main:
                 self._report(state, epoch, b, loss, hits, len(y), lr, tally())
             fetched, took = t_step - t_fetch, time.perf_counter() - t_fetch
@@ -171,6 +163,22 @@ class EpochLoop:
             b += 1
         self._judge_data_wait(wait, steps, state, epoch)
         return tally()
+
+    def _decide(self, first_bad: torch.Tensor, b: int, last: bool, report: bool,
+                last_ckpt: float, state: int, epoch: int):
+        """Whether to stop, checkpoint and sample the machine after batch ``b`` (on every rank
+        alike); raises :class:`NonFiniteLoss` when the loss diverged on any rank. The loss is
+        read where the run reports anyway (alone), or where the ranks agree (together):
+        never a sync per step."""
+        bad = int(first_bad) if report or self.ranks.every > 1 else -1
+        stop, due, diverged, system = self.ranks.agree([
+            self.host.stop_requested and not last,
+            self.checkpoint_seconds > 0 and not last
+            and time.perf_counter() - last_ckpt > self.checkpoint_seconds,
+            bad >= 0, self.host.system_due() and not last])  # the epoch end samples anyway
+        if diverged:
+            self._check_loss(bad if bad >= 0 else b, state, epoch)
+        return stop, due, system
 
     def _report(self, state: int, epoch: int, b: int, loss: torch.Tensor, hits: torch.Tensor,
                 size: int, lr: float, now: EpochTally) -> None:

@@ -170,8 +170,8 @@ class EventLog:
         if time.monotonic() - self._last_line >= self.heartbeat_seconds:
             try:
                 self._enqueue("heartbeat", dict(self.heartbeat_fields))
-            except ValueError:  # closing
-                pass
+            except Exception:  # noqa: BLE001 - closing, or bad fields: a heartbeat is optional,
+                pass           # and the writer thread must live on to write the real lines
 
     def _fail(self, exc: WriteFailed) -> None:
         with self._cond:

@@ -17,12 +17,10 @@ goes through ``engine.checkpoint.commit``, which refuses weights that are not fi
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
-import traceback
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -34,11 +32,14 @@ from engine import rundir, runevents
 from engine.checkpoint import EpochTally, NonFiniteWeights, RunState, StateProgress
 from engine.config import dumps, pruning_steps, step_ratios
 from engine.device import resolve_device
-from engine.epoch import Alone, EpochLoop, NonFiniteLoss
-from engine.errors import UserError, WriteFailed
+from engine.epoch import Alone, EpochLoop
+from engine.errors import UserError
 from engine.logread import truncate_torn_tail
 from engine.pidfile import clear_stop_request
 from engine.recorder import RunRecorder
+from engine.run_checkpoints import RunCheckpoints
+from engine.run_outcome import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, RunOutcome  # noqa: F401
+from engine.run_reports import RunReports
 from engine.runlog import RunLog, read_log
 from engine.stops import StopControl, StopRequested
 from engine.pruning import ACTIVATION_CRITERIA, apply_masks, current_masks
@@ -51,11 +52,12 @@ from engine.train import (Trainer, amp_dtype, calibration_batches, configure_bac
                           make_optimizer)
 from engine.transitions import begin_refill_state, begin_rsst_state, hard_cut, prune_step
 
-EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
 
 
-class Run:
-    """One pruning run in one run directory."""
+class Run(RunOutcome, RunReports, RunCheckpoints):
+    """One pruning run in one run directory. The loop is here; how it ends
+    (``engine.run_outcome``), what it reports while training (``engine.run_reports``) and its
+    checkpoints (``engine.run_checkpoints``) are parts of it kept in their own modules."""
 
     def __init__(self, cfg: dict, run_dir: Path,
                  listeners: Optional[List[Callable[[dict], None]]] = None,
@@ -187,93 +189,6 @@ class Run:
     @property
     def stop_requested(self) -> bool:
         return self.stops.requested
-
-    # ------------------------------------------------------------------ running, ending
-    def _run(self, begin: Callable[[], None]) -> int:
-        """Run ``begin`` then the loop; turn every way it can end into events and a code."""
-        self.stops.install()
-        try:
-            begin()
-            self.stops.poll_files = self.ranks.main
-            self._loop()
-            return self._finish("completed", "", EXIT_COMPLETED)
-        except StopRequested:
-            if self.stops.setup:
-                self.exit_note = "stopped during set-up, before training began"
-            return self._finish("stopped", "stopped by request; resume with `tuiprune run "
-                                f"--resume {self.run_dir}`", EXIT_STOPPED)
-        except KeyboardInterrupt:
-            return self._finish("stopped", "aborted by a second interrupt; resume continues "
-                                f"from the last checkpoint: `tuiprune run --resume "
-                                f"{self.run_dir}`", EXIT_STOPPED)
-        except (NonFiniteLoss, NonFiniteWeights) as exc:
-            self._report_error(str(exc), batch=getattr(exc, "batch", None))
-            return self._finish("failed", str(exc), EXIT_FAILED)
-        except WriteFailed as exc:
-            self.exit_note = f"{exc}; the last good checkpoint is {self._last_good()}"
-            self._report_error(self.exit_note)
-            return self._finish("failed", self.exit_note, EXIT_FAILED)
-        except UserError as exc:
-            self._report_error(str(exc), where=False)
-            self._finish("failed", str(exc), EXIT_FAILED)
-            raise
-        except Exception as exc:  # a bug or an environment failure: keep the traceback
-            self._report_error(f"{type(exc).__name__}: {exc}", tb=traceback.format_exc())
-            self._finish("failed", f"{type(exc).__name__}: {exc}", EXIT_FAILED)
-            raise
-        finally:
-            self.stops.restore()
-            if self.system is not None:
-                self.system.close()
-            self.recorder.close()
-            ddp.stop(self.ranks)
-
-    def _best_effort(self, write: Callable[[], object]) -> None:
-        """Write an ending event if there is room; a failing filesystem must not hide the
-        reason the run ended."""
-        if not self.recorder.opened:
-            return
-        try:
-            write()
-        except (WriteFailed, OSError):
-            pass
-
-    def _report_error(self, message: str, tb: str = "", batch: Optional[int] = None,
-                      where: bool = True) -> None:
-        fields: Dict[str, object] = {"message": message, "traceback": tb}
-        if where and not self.stops.setup:
-            fields.update(state=self.rs.state, epoch=self.rs.epoch, batch=batch if batch
-                          is not None else (self.epoch_loop.next_batch if self.epoch_loop
-                                            else self.rs.batch))
-        self._best_effort(lambda: self.emit("error", **fields))
-
-    def _finish(self, status: str, message: str, code: int) -> int:
-        self._best_effort(lambda: self._end(status, message))
-        return code
-
-    def _end(self, status: str, message: str) -> None:
-        """``run_ended``: the results of the state in progress, or of the last finished one."""
-        prog = self.rs.progress
-        if prog.best_val_acc >= 0:
-            best, final, test = prog.best_val_acc, prog.last_val_acc, prog.best_test_acc
-        else:
-            last = self.last_state_ended or {}
-            best, final, test = (last.get("best_val_acc"), last.get("final_val_acc"),
-                                 last.get("test_acc"))
-        sparsity = None
-        if not self.stops.setup:
-            from engine.pruning import sparsity_report
-
-            sparsity = round(sparsity_report(self.model).sparsity, 4)
-        self.emit("run_ended", status=status, best_val_acc=best, final_val_acc=final,
-                  test_acc=test, sparsity=sparsity, seconds=time.time() - self.t_start,
-                  message=message, stopped_by=self.stops.by if status == "stopped" else None)
-        if status == "stopped" and self.ranks.main:
-            clear_stop_request(self.run_dir)
-
-    def _last_good(self) -> str:
-        latest = rundir.checkpoint_path(self.run_dir, rundir.LATEST)
-        return str(latest) if latest.is_file() else "none yet (the run restarts from the start)"
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -458,114 +373,3 @@ class Run:
         else:
             self.rs.target = begin_rsst_state(self.model, m_s, rewind)
         return event
-
-    # ------------------------------------------------------------------ reporting (EpochHost)
-    def report_lambda(self, lr: float) -> None:
-        reg = self.trainer.reg
-        self.emit("lambda", state=self.rs.state, step=reg.steps_taken, steps=reg.ramp_steps,
-                  value=reg.value, regularized=reg.regularized, heads=reg.heads,
-                  neurons=reg.neurons)
-        t = self.cfg["train"]
-        msg = reg.stability_warning(lr, t["momentum"] if t["optimizer"] == "sgd" else 0.0)
-        if msg and ("lambda", self.rs.state) not in self.warned:
-            self.warned.add(("lambda", self.rs.state))
-            self.emit("warning", message=msg, state=self.rs.state, epoch=self.rs.epoch)
-
-    def _agreed_stop(self) -> bool:
-        """Whether to stop at this boundary: asked on any rank (the same answer on all)."""
-        return self.agreement.agree([self.stop_requested])[0]
-
-    def system_due(self) -> bool:
-        """Time for a ``system`` sample (rank 0's clock decides for every rank)."""
-        return self.ranks.main and self.system.due()
-
-    def report_system(self, state: int, epoch: int, pace, force: bool = False) -> None:
-        """Count the training since the last report and write a ``system`` event (every rank
-        sends its figures to rank 0). ``force``: at an epoch end, sampling on."""
-        if not self.system.enabled:
-            return
-        if pace.images:
-            self.system.count(pace.images * self.ranks.world, pace.step_seconds,
-                              pace.data_wait_seconds)
-        samples = ddp.all_gather_object(self.system.process_sample(), self.ranks)
-        if self.ranks.main:
-            others = samples[1:] if self.ranks.distributed else None
-            self.emit("system", **self.system.sample(state, epoch, ranks=others,
-                                                     own=samples[0]))
-
-    def save_mid_epoch(self, batch: int, tally: EpochTally) -> None:
-        """Mid-epoch checkpoint: a resume continues at ``batch`` with ``tally`` so far."""
-        kind = "stop" if self.stop_requested else "latest"
-        path = self._commit_latest(kind, batch=batch, tally=tally)
-        self.emit("checkpoint", state=self.rs.state, epoch=self.rs.epoch, batch=batch,
-                  kind=kind, path=path)
-
-    def _emit_run_started(self) -> None:
-        world = self.ranks.world
-        distributed = {"world_size": world, "backend": self.backend, "hosts": self.hosts,
-                       "per_rank_batch": self.cfg["data"]["batch_size"] // world} \
-            if self.ranks.distributed else None
-        self.emit(**runevents.run_started(self.cfg, self.run_dir.name, self.model, self.struct,
-                                          self.spec, self.weights_source, self.data,
-                                          self.device, self.head_ratios, self.mlp_ratios,
-                                          self.nb, distributed))
-
-    # ------------------------------------------------------------------ checkpoints
-    def _commit(self, ck: dict, name: str) -> str:
-        return self.recorder.commit(ck, name, critical=self.stops.critical)
-
-    def _save_weights(self, kind: str, state_dict: dict, name: str, epoch: int) -> None:
-        """A rewind target (``init.pt``, ``rewind.pt``): weights only."""
-        self._commit(ckpt.layout(kind, state_dict, None, self.spec, 0, epoch), name)
-
-    def _save_best(self, val_acc: float) -> None:
-        rs = self.rs
-        name = rundir.best_name(rs.state)
-        path = self._commit(ckpt.layout("best", self.model.state_dict(),
-                                        current_masks(self.model), self.spec, rs.state,
-                                        rs.epoch, val_acc), name)
-        self.emit("checkpoint", state=rs.state, epoch=rs.epoch, batch=None, kind="best",
-                  path=path)
-
-    def _commit_latest(self, kind: str, pending: Optional[list] = None,
-                       batch: Optional[int] = None,
-                       tally: Optional[EpochTally] = None) -> str:
-        rs = self.rs
-        batch = rs.batch if batch is None else batch
-        snapshot = dataclasses.replace(
-            rs, batch=batch, tally=tally or rs.tally, pending_events=pending or [],
-            optimizer=self.trainer.optimizer.state_dict() if rs.epoch or batch else None,
-            rsst=self.trainer.reg.state_dict() if self.trainer.reg is not None else None,
-            warned=sorted(w for w in self.warned if isinstance(w, str)),
-            rng={"torch": torch.get_rng_state(),
-                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
-        return self._commit(ckpt.layout(kind, self.model.state_dict(),
-                                        current_masks(self.model), self.spec, rs.state,
-                                        rs.epoch, rs.progress.last_val_acc, snapshot),
-                            rundir.LATEST)
-
-    def _restore(self, ck: dict) -> None:
-        self.model.load_state_dict(ck["model"])
-        if ck.get("masks"):
-            apply_masks(self.model, {k: v.to(self.device) for k, v in ck["masks"].items()})
-        self.rs = rs = RunState.from_checkpoint(ck)
-        if rs.target:
-            rs.target = {k: v.to(self.device) for k, v in rs.target.items()}
-        if self.rewind_kind == "init":
-            if self.rewind is None:  # else: captured from the fresh model, init.pt was missing
-                self.rewind = self._load_rewind(rundir.INIT)
-        elif self.rewind_kind == "epoch" and rundir.checkpoint_path(
-                self.run_dir, rundir.REWIND).is_file():
-            self.rewind = self._load_rewind(rundir.REWIND)
-        torch.set_rng_state(rs.rng["torch"])
-        if self.device.type == "cuda" and rs.rng["cuda"]:
-            torch.cuda.set_rng_state_all(rs.rng["cuda"])
-        self.warned = set(rs.warned)
-        if rs.state >= self.states:
-            raise UserError(f"run {self.run_dir} finished all {self.states} states; nothing "
-                            f"to resume")
-
-    def _load_rewind(self, name: str) -> RewindTarget:
-        saved = ckpt.load_checkpoint(rundir.checkpoint_path(self.run_dir, name))
-        return RewindTarget({k: v.to(self.device) for k, v in saved["model"].items()})
-

@@ -81,6 +81,7 @@ class ModelInfo(TypedDict, total=False):
     blocks: Annotated[int, Range(0, MAX_BLOCKS)]
     heads_per_block: Annotated[List[Count], Range(0, MAX_BLOCKS)]
     neurons_per_block: Annotated[List[Count], Range(0, MAX_BLOCKS)]
+    head_dims: Annotated[List[Count], Range(0, MAX_BLOCKS)]  # per block
     weights_source: str
     img_size: Count
 

@@ -195,3 +195,25 @@ def test_sigterm_mid_run_loses_no_event_of_the_writer_thread(tmp_path):
     assert [e["seq"] for e in evs] == list(range(len(evs)))
     assert evs[-1]["event"] == "run_ended" and evs[-1]["status"] == "stopped"
     assert (run_dir / "events.jsonl").read_bytes().endswith(b"\n")
+
+
+def test_heartbeats_fill_silences_and_never_stop_the_writer(tmp_path):
+    """A quiet engine (a long evaluation) writes a numbered ``heartbeat`` saying what it is
+    busy with; a heartbeat that cannot be built does not take the writer thread down."""
+    import time as _time
+
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, heartbeat_seconds=0.2)
+    log.heartbeat_fields = {"state": 1, "phase": "evaluating"}
+    log.emit("warning", message="before")
+    _time.sleep(0.7)
+    log.heartbeat_fields = {"no_such_field": 1}  # a programming error in the run
+    _time.sleep(0.5)
+    log.emit("warning", message="after")
+    log.close()
+    evs = list(iter_events(path))
+    kinds = [e["event"] for e in evs]
+    assert kinds[0] == "warning" and kinds[-1] == "warning" and kinds.count("heartbeat") >= 2
+    assert [e["seq"] for e in evs] == list(range(len(evs)))
+    beat = next(e for e in evs if e["event"] == "heartbeat")
+    assert (beat["state"], beat["phase"]) == (1, "evaluating")

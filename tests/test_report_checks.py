@@ -4,6 +4,9 @@ rows it does not claim stay green. The targets are worked out by hand in the tes
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 from helpers.report import copy_run, doctor_log, events, verification
 
@@ -241,3 +244,38 @@ def test_unloadable_checkpoint_is_a_failed_row(tmp_path):
     assert mark == FAILED and detail.startswith("checkpoints/state2_best.pt cannot be loaded")
     assert all(rows[n][0] == R.MARK[R.SKIP] for n in rows if n.startswith("Final") and
                n != "Final checkpoint: masks cut whole heads and neurons")
+
+
+def test_round_to_in_the_config_is_checked_per_block(tmp_path):
+    """rsst_layerwise's blocks keep int(192 × 0.7) = 134 neurons. Had the run asked for
+    prune.round_to = 8, each block would keep 128 (134 rounded down to a multiple of 8): the
+    logged 134 must fail."""
+    run = copy_run("rsst_layerwise", tmp_path, checkpoints=False)
+
+    def change(evs):
+        started = first(evs, "run_started")
+        started["config"]["prune"]["round_to"] = 8
+        started["model"]["head_dims"] = [12] * len(started["model"]["heads_per_block"])
+        assert first(evs, "pruned", step=0)["layers"][0]["neurons_kept"] == 134
+        return evs
+
+    doctor_log(run, change)
+    rows = rows_of(run)
+    assert rows["Sparsity equals the target"][0] == FAILED
+    assert "step 0: neurons kept [134" in rows["Sparsity equals the target"][1]
+    assert "target [128" in rows["Sparsity equals the target"][1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sorting", ["global", "layer-wise"])
+def test_a_real_round_to_run_passes_every_row(tmp_path, sorting):
+    from helpers.runs import overrides
+    from tuiprune.run_command import run_main
+
+    run = tmp_path / "r"
+    assert run_main(Path("demo"), overrides("data.train_size=200", "prune.round_to=8",
+                                            f"prune.sorting='{sorting}'"), run_dir=run) == 0
+    rows = rows_of(run)
+    assert {mark for mark, _ in rows.values()} <= {PASSED, R.MARK[R.SKIP]}, rows
+    # TINY's head_dim is 8: a single head is already 8 wide
+    assert "multiple of 8 neurons and 1 head(s)" in rows["Sparsity equals the target"][1]

@@ -9,7 +9,9 @@ function is not used, so a wrong rule in the engine shows up as a failed row.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+import math
+
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from engine.runlog import RunLog
 from tuiprune.format import pct
@@ -35,10 +37,13 @@ def verdict(name: str, problems: Sequence[str], passed: str) -> Check:
 
 
 # ---------------------------------------------------------------- the configured targets
-def planned_kept(alive: Sequence[int], ratios: Sequence[float], sorting: str) -> List[List[int]]:
+def planned_kept(alive: Sequence[int], ratios: Sequence[float], sorting: str,
+                 multiple: int = 1) -> List[List[int]]:
     """Structures alive after each pruning step, from ``alive`` per block before the first:
     each step keeps ``max(1, int(alive × (1 − ratio)))`` of what is still alive (ratios
-    compound), over all blocks together (``global``: one total) or per block."""
+    compound), over all blocks together (``global``: one total) or per block; layer-wise
+    counts are then rounded down to a ``multiple`` (``prune.round_to``) unless below one.
+    (A global total with a multiple > 1 is only bounded: see :func:`_rounding_problems`.)"""
     out = []
     now = list(alive)
     for ratio in ratios:
@@ -46,8 +51,19 @@ def planned_kept(alive: Sequence[int], ratios: Sequence[float], sorting: str) ->
             now = [max(1, int(sum(now) * (1 - ratio)))]
         else:
             now = [max(1, int(a * (1 - ratio))) for a in now]
+            now = [n - n % multiple if n >= multiple else n for n in now]
         out.append(now)
     return out
+
+
+def multiples(log: RunLog) -> Tuple[int, int]:
+    """(heads, neurons) per multiple under ``prune.round_to``: neurons come in multiples of
+    ``round_to``, heads in the fewest whose width (heads × head_dim) is one."""
+    round_to = config_value(log, "prune", "round_to")
+    round_to = round_to if isinstance(round_to, int) and round_to > 1 else 1
+    dims = (log.started["model"] or {}).get("head_dims") if log.started else None
+    per_head = max((round_to // math.gcd(round_to, d) for d in dims or () if d), default=1)
+    return per_head, round_to
 
 
 def config_value(log: RunLog, section: str, key: str) -> Any:
@@ -109,6 +125,21 @@ def whole_structures_in_log(log: RunLog) -> Optional[Check]:
                               f"{rows} layer rows")
 
 
+def _rounding_problems(k: int, ev: dict, what: str, key: str, multiple: int,
+                       bound: int) -> List[str]:
+    """A global step under ``round_to``: the total may fall below the ratio's count (each
+    block rounds down) but never above it, and every block keeps a multiple (or fewer)."""
+    out = []
+    if ev[key] is not None and ev[key] > bound:
+        out.append(f"step {k}: {what} kept {ev[key]}, more than the target {bound}")
+    for layer in ev["layers"] or ():
+        n = layer[key]
+        if n >= multiple and n % multiple:
+            out.append(f"step {k} layer {layer['block']}: {n} {what} kept, not a multiple of "
+                       f"{multiple} (prune.round_to)")
+    return out
+
+
 def _step_problems(k: int, ev: dict, want: Dict[str, List[int]], p: Dict[str, Any]) -> List[str]:
     out = []
     for what, key, ratio_key in (("heads", "heads_kept", "head_ratio"),
@@ -118,7 +149,10 @@ def _step_problems(k: int, ev: dict, want: Dict[str, List[int]], p: Dict[str, An
             out.append(f"step {k}: {what} ratio {ev[ratio_key]:g} logged, {configured:g} "
                        f"configured")
         got = kept_in(ev, p["sorting"], key)
-        if got is not None and got != want[what]:
+        multiple = p["multiple"][what]
+        if p["sorting"] == "global" and multiple > 1:
+            out += _rounding_problems(k, ev, what, key, multiple, want[what][0])
+        elif got is not None and got != want[what]:
             out.append(f"step {k}: {what} kept {got if len(got) > 1 else got[0]}, target "
                        f"{want[what] if len(want[what]) > 1 else want[what][0]} "
                        f"({p['sorting']}, ratio {configured:g})")
@@ -127,6 +161,19 @@ def _step_problems(k: int, ev: dict, want: Dict[str, List[int]], p: Dict[str, An
         if abs(share - ev["sparsity"]) > TOLERANCE:
             out.append(f"step {k}: sparsity {pct(ev['sparsity'])} ≠ {ev['zeros']:,} of "
                        f"{ev['total']:,} zero ({pct(share)})")
+    return out
+
+
+def _global_bounds(log: RunLog, k: int, p: Dict[str, Any]) -> Dict[str, List[int]]:
+    """The most a global step ``k`` may keep under ``round_to``: the ratio's count of what
+    the previous step (in the log) left alive."""
+    prev = log.pruned.get(k - 1) if k else None
+    out = {}
+    for what, key, ratio_key, totals in (("heads", "heads_kept", "head_ratio", p["heads"]),
+                                         ("neurons", "neurons_kept", "mlp_ratio",
+                                          p["neurons"])):
+        alive = prev[key] if prev is not None and prev[key] is not None else sum(totals)
+        out[what] = [max(1, int(alive * (1 - p[ratio_key][k])))]
     return out
 
 
@@ -140,17 +187,25 @@ def sparsity_equals_target(log: RunLog) -> Optional[Check]:
         return Check(SKIP, name, "the log has no run_started with the model's heads, "
                                  "neurons, ratios and ranking")
     steps = min(len(p["head_ratio"]), len(p["mlp_ratio"]))
-    heads = planned_kept(p["heads"], p["head_ratio"][:steps], p["sorting"])
-    neurons = planned_kept(p["neurons"], p["mlp_ratio"][:steps], p["sorting"])
+    m_heads, m_neurons = multiples(log)
+    p["multiple"] = {"heads": m_heads, "neurons": m_neurons}
+    heads = planned_kept(p["heads"], p["head_ratio"][:steps], p["sorting"], m_heads)
+    neurons = planned_kept(p["neurons"], p["mlp_ratio"][:steps], p["sorting"], m_neurons)
     bad = []
     for k, ev in sorted(log.pruned.items()):
         if k >= steps:
             bad.append(f"step {k}: the configuration has only {steps} step(s)")
             continue
-        bad += _step_problems(k, ev, {"heads": heads[k], "neurons": neurons[k]}, p)
+        want = {"heads": heads[k], "neurons": neurons[k]}
+        if p["sorting"] == "global" and max(m_heads, m_neurons) > 1:
+            want = _global_bounds(log, k, p)  # rounding makes the totals only bounded
+        bad += _step_problems(k, ev, want, p)
     how = "per block" if p["sorting"] == "layer-wise" else "over all blocks"
-    return verdict(name, bad, f"heads and neurons kept = max(1, ⌊alive × (1 − ratio)⌋) {how}, "
-                              f"compounding, at all {len(log.pruned)} pruning step(s)")
+    rounded = (f", each block rounded down to a multiple of {m_neurons} neurons and "
+               f"{m_heads} head(s) (prune.round_to)" if max(m_heads, m_neurons) > 1 else "")
+    return verdict(name, bad, f"heads and neurons kept = max(1, ⌊alive × (1 − ratio)⌋) {how}"
+                              f"{rounded}, compounding, at all {len(log.pruned)} pruning "
+                              f"step(s)")
 
 
 def steps_in_force(log: RunLog) -> Optional[Check]:

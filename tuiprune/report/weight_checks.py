@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from engine.errors import UserError
 from engine.rundir import best_checkpoints
 from tuiprune.format import pct
-from tuiprune.report.checks import FAIL, PASS, SKIP, Check, planned_kept, steps_at, verdict
+from tuiprune.report.checks import (FAIL, PASS, SKIP, Check, multiples, planned_kept, steps_at,
+                                    verdict)
 from tuiprune.report.log import LoggedRun
 
 NAMES = ("Final checkpoint: masks cut whole heads and neurons",
@@ -196,17 +197,32 @@ def sparsity_in_weights(run: LoggedRun, saved: Saved, counts: List[BlockCount]) 
     if n > min(len(st["head_ratio"]), len(st["mlp_ratio"])):
         return Check(FAIL, NAMES[3], f"state {saved.state} holds {n} pruning step(s), the "
                                      f"configuration has fewer ratios")
+    m_heads, m_neurons = multiples(log)
+    rounded_global = sorting == "global" and max(m_heads, m_neurons) > 1
     want_h = ([[c.heads_total for c in counts]] + planned_kept(
-        [c.heads_total for c in counts], st["head_ratio"][:n], sorting))[n]
+        [c.heads_total for c in counts], st["head_ratio"][:n], sorting, m_heads))[n]
     want_n = ([[c.neurons_total for c in counts]] + planned_kept(
-        [c.neurons_total for c in counts], st["mlp_ratio"][:n], sorting))[n]
+        [c.neurons_total for c in counts], st["mlp_ratio"][:n], sorting, m_neurons))[n]
     got_h, got_n = [c.heads for c in counts], [c.neurons for c in counts]
     if len(want_h) == 1:
         got_h, got_n = [sum(got_h)], [sum(got_n)]
-    bad = [f"{what} alive {got} ≠ target {want}" for what, got, want in
-           (("heads", got_h, want_h), ("neurons", got_n, want_n)) if got != want]
+    if rounded_global:  # round_to under a global ranking: each block rounds down, so the
+        # totals are bounded by the ratios' counts (at the first step; later ones compound
+        # on what the rounding left) and every block keeps a multiple
+        bad = [f"{what} alive in block {i}: {k}, not a multiple of {m}"
+               for i, c in enumerate(counts) for what, k, m in (("heads", c.heads, m_heads),
+                                                                ("neurons", c.neurons,
+                                                                 m_neurons))
+               if k >= m and k % m]
+        if n == 1:
+            bad += [f"{what} alive {got[0]} > target {want[0]}" for what, got, want in
+                    (("heads", got_h, want_h), ("neurons", got_n, want_n))
+                    if got[0] > want[0]]
+    else:
+        bad = [f"{what} alive {got} ≠ target {want}" for what, got, want in
+               (("heads", got_h, want_h), ("neurons", got_n, want_n)) if got != want]
     zeros, total = sum(c.zeros for c in counts), sum(c.total for c in counts)
-    expected = _expected_zeros(counts, want_h, want_n)
+    expected = None if rounded_global else _expected_zeros(counts, want_h, want_n)
     if expected is not None and expected != zeros:
         bad.append(f"{zeros:,} zero weights ({pct(100 * zeros / total)}) ≠ target "
                    f"{expected:,} ({pct(100 * expected / total)})")
