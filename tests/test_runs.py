@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.errors import UserError
 from engine.checkpoint import load_checkpoint, load_model
 from helpers.runs import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
 from tuiprune.run_command import run_main
@@ -240,7 +241,7 @@ def test_nan_loss_fails_with_state_epoch_batch_and_keeps_the_checkpoint(tmp_path
 
 def test_resume_refuses_a_completed_run_and_a_running_one(four_runs, tmp_path):
     run_dir = four_runs["refill", "global"]
-    with pytest.raises(Exception, match="already completed"):
+    with pytest.raises(UserError, match="already completed"):
         run_main(None, [], resume=run_dir)
     # a live engine recorded in engine.pid (this test process stands in for it)
     live = tmp_path / "live"
@@ -250,7 +251,7 @@ def test_resume_refuses_a_completed_run_and_a_running_one(four_runs, tmp_path):
     from engine.pidfile import write_pidfile
 
     write_pidfile(live)
-    with pytest.raises(Exception, match="is still running"):
+    with pytest.raises(UserError, match="is still running"):
         run_main(None, [], resume=live)
 
 
@@ -283,6 +284,16 @@ def test_dry_run_prints_config_and_structure(tmp_path):
     proc = _cli(tmp_path, "run", "demo", "--dry-run", *sets())
     assert proc.returncode == 0, proc.stderr
     assert "[prune]" in proc.stdout and "prunable structure" in proc.stdout
-    assert "12 " in proc.stdout  # 3 blocks × 4 heads
-    assert "after pruning step 1" in proc.stdout
+    # TINY: 3 blocks of width 32 with 4 heads and 128 neurons; prunable weights per block:
+    # qkv 96·32 + proj 32·32 + fc1 128·32 + fc2 32·128
+    per_block = 96 * 32 + 32 * 32 + 128 * 32 + 32 * 128
+    all_row = next(ln for ln in proc.stdout.splitlines() if "│   all │" in ln)
+    assert [c.strip() for c in all_row.split("│")[1:-1]] == ["all", "12", "", "384",
+                                                             f"{3 * per_block:,}"]
+    # ratios 0.3 compound on what is alive: int(12 × 0.7) = 8, int(8 × 0.7) = 5 heads;
+    # int(384 × 0.7) = 268, int(268 × 0.7) = 187 neurons
+    assert "after pruning step 0 (global): 8 of 12 heads and 268 of 384 neurons kept" \
+        in proc.stdout
+    assert "after pruning step 1 (global): 5 of 12 heads and 187 of 384 neurons kept" \
+        in proc.stdout
     assert not (tmp_path / "runs").exists()
