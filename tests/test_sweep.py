@@ -102,14 +102,23 @@ def test_demo_sweep_two_at_once_completes_every_member(tmp_path):
                                                            for m in sweep.members}
     assert all(r["states_done"] == r["states_total"] == 2 for r in rows.values())
 
-    # two at once, never three: from the members' own event times
+    # two at once, never three: the driver's own record of starting and reaping processes
+    # (the members' event spans need not overlap: a tiny member can end before the other's
+    # torch import is done, so they only bound it from above)
+    in_flight, most = 0, 0
+    for line in done.stdout.splitlines():
+        if any(f"{n}: started" in line for n in names):
+            in_flight += 1
+        elif any(f"{n}: completed" in line for n in names):
+            in_flight -= 1
+        most = max(most, in_flight)
+    assert most == 2, done.stdout
     spans = []
     for n in names:
         evs = events(sweep_dir / n)
         assert evs[-1]["event"] == "run_ended" and evs[-1]["status"] == "completed"
         spans.append((evs[0]["time"], evs[-1]["time"]))
-    most = max(sum(1 for a, b in spans if a <= t <= b) for t, _ in spans)
-    assert most == 2
+    assert max(sum(1 for a, b in spans if a <= t <= b) for t, _ in spans) <= 2
     assert "OMP_NUM_THREADS=1" in done.stdout  # 2 cores split between 2 engines
     assert "4 runs: 4 completed" in done.stdout
 
