@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -34,64 +33,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_dashboard import cpu_seconds  # noqa: E402
 from bench_runlist import make_runs  # noqa: E402
 from engine.pidfile import write_pidfile  # noqa: E402
 from engine.sweepdir import write_sweep  # noqa: E402
 from helpers import synthlog  # noqa: E402
+from terminal import Terminal, cpu_pct  # noqa: E402
 
 FIRST_FRAME_S = 1.5
 COMPARE_PCT = 5.0
 COMPARED = 6
-
-
-class Terminal:
-    """``tuiprune ARGS`` in a private tmux server (120x40); ``pid`` is its process."""
-
-    def __init__(self, args: List[str]) -> None:
-        self.socket = f"bench-browser-{os.getpid()}-{time.monotonic_ns()}"
-        command = (f"cd {shlex.quote(str(ROOT))} && exec env PYTHONPATH="
-                   f"{shlex.quote(str(ROOT))} {shlex.quote(sys.executable)} -m tuiprune "
-                   + " ".join(shlex.quote(a) for a in args))
-        self.started = time.perf_counter()
-        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", "120", "-y", "40",
-                  "sh", "-c", command)
-        self.pid = int(self.tmux("display-message", "-p", "-t", "b", "#{pane_pid}"))
-
-    def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                              text=True, timeout=20).stdout.strip()
-
-    def wait_screen(self, shows: Callable[[str], bool], timeout: float = 60) -> float:
-        """Seconds from the start of the command until the screen ``shows`` what is asked."""
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.tmux("capture-pane", "-p", "-t", "b")
-            if shows(screen):
-                return time.perf_counter() - self.started
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the screen never showed what was awaited:\n{screen}")
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        self.tmux("send-keys", "-t", "b", "q")
-        time.sleep(0.3)
-        self.tmux("kill-server")
-
-
-def cpu_pct(pid: int, seconds: float, work: Callable[[], None] = lambda: time.sleep(0.1)
-            ) -> float:
-    """The CPU share of ``pid`` over ``seconds`` while ``work()`` is called over and over."""
-    before, start = cpu_seconds(pid), time.monotonic()
-    while time.monotonic() - start < seconds:
-        work()
-    return 100 * (cpu_seconds(pid) - before) / (time.monotonic() - start)
 
 
 def first_frames(out: Path, runs: int, reps: int, idle: float) -> tuple:

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import random
-import shlex
 import signal
 import statistics
 import subprocess
@@ -35,27 +34,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.pidfile import read_pidfile  # noqa: E402
+from terminal import Terminal, cpu_pct, cpu_seconds  # noqa: E402
 from tuiprune.launch import start_detached  # noqa: E402
 
 TARGET_RATIO = 0.98
 TARGET_IDLE_PCT = 1.0
 TARGET_PANE_PCT = 1.0  # what the system pane may add, in points of one core
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> Optional[float]:
-    """User + system CPU seconds of process ``pid`` so far (None when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def events(run_dir: Path) -> List[dict]:
@@ -69,49 +59,20 @@ def events(run_dir: Path) -> List[dict]:
     return out
 
 
-class Dashboard:
-    """``tuiprune watch RUN_DIR`` in a private tmux server (120x40); ``pid`` is its process."""
-
-    def __init__(self, run_dir: Path, ui_root: Path):
-        self.socket = f"bench-dashboard-{os.getpid()}-{time.monotonic_ns()}"
-        command = (f"cd {shlex.quote(str(ui_root))} && exec env "
-                   f"PYTHONPATH={shlex.quote(str(ui_root))} {shlex.quote(sys.executable)} "
-                   f"-m tuiprune watch {shlex.quote(str(run_dir))}")
-        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", "120", "-y", "40",
-                  "sh", "-c", command)
-        self.pid = int(self.tmux("display-message", "-p", "-t", "b", "#{pane_pid}"))
-
-    def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                              text=True, timeout=20).stdout.strip()
-
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", "b")
-
-    def wait_screen(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.screen():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard never showed {text!r}:\n{self.screen()}")
-            time.sleep(0.2)
-
-    def hide_system_pane(self) -> None:
-        self.tmux("send-keys", "-t", "b", "m")
-        time.sleep(0.5)
-        if "System" in self.screen():
-            raise RuntimeError("m did not hide the system pane")
-
-    def close(self) -> None:
-        self.tmux("send-keys", "-t", "b", "q")
-        time.sleep(0.5)
-        self.tmux("kill-server")
+def dashboard(run_dir: Path, ui_root: Optional[Path]) -> Terminal:
+    """``tuiprune watch RUN_DIR`` in a 120x40 tmux, from ``ui_root`` (default: this checkout)."""
+    return Terminal(["watch", str(run_dir)], root=ui_root)
 
 
-def cpu_pct(pid: int, seconds: float) -> float:
-    """The CPU share of ``pid`` over the next ``seconds``."""
-    before, t = cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
-    return 100 * (cpu_seconds(pid) - before) / (time.monotonic() - t)
+def shows(text: str) -> Callable[[str], bool]:
+    return lambda screen: text in screen
+
+
+def hide_system_pane(board: Terminal) -> None:
+    board.keys("m")
+    time.sleep(0.5)
+    if "System" in board.screen():
+        raise RuntimeError("m did not hide the system pane")
 
 
 def one_run(tmp: Path, tag: str, sets: List[str], ui_root: Optional[Path]
@@ -120,7 +81,7 @@ def one_run(tmp: Path, tag: str, sets: List[str], ui_root: Optional[Path]
     run_dir = start_detached(ROOT / "configs" / "demo.toml",
                              [*sets, f"run.output_dir='{tmp}'", f"run.name='{tag}'"])
     engine = read_pidfile(run_dir)["pid"]
-    board = Dashboard(run_dir, ui_root) if ui_root is not None else None
+    board = dashboard(run_dir, ui_root) if ui_root is not None else None
     follow = idle = None
     try:
         t0 = time.monotonic()
@@ -129,7 +90,7 @@ def one_run(tmp: Path, tag: str, sets: List[str], ui_root: Optional[Path]
             time.sleep(0.5)
         if board:
             follow = 100 * (cpu_seconds(board.pid) - cpu0) / (time.monotonic() - t0)
-            board.wait_screen("COMPLETED")
+            board.wait_screen(shows("COMPLETED"))
             idle = cpu_pct(board.pid, 5)
     finally:
         if board:
@@ -152,9 +113,9 @@ def idle_live(tmp: Path, seconds: float, ui_root: Path) -> float:
     from engine.pidfile import write_pidfile
 
     write_pidfile(run_dir, stand_in.pid)
-    board = Dashboard(run_dir, ui_root)
+    board = dashboard(run_dir, ui_root)
     try:
-        board.wait_screen("RUNNING")
+        board.wait_screen(shows("RUNNING"))
         time.sleep(2)  # past the first reads and draws
         return cpu_pct(board.pid, seconds)
     finally:
@@ -223,11 +184,11 @@ def follow_synthetic(tmp: Path, seconds: float, ui_root: Path,
         log.write_until(lambda ev: ev["event"] == "batch" and ev["state"] == 1)
         if system_every:
             log.write_sample()
-        board = Dashboard(run_dir, ui_root)
+        board = dashboard(run_dir, ui_root)
         try:
-            board.wait_screen("System" if system_every else "RUNNING")
+            board.wait_screen(shows("System" if system_every else "RUNNING"))
             if hide_system:
-                board.hide_system_pane()
+                hide_system_pane(board)
             before, start = cpu_seconds(board.pid), time.monotonic()
             next_sample = start + (system_every or math.inf)
             while time.monotonic() - start < seconds:
@@ -329,9 +290,9 @@ def dashboard_only(tmp: Path, args) -> int:
     """The dashboard's own CPU: following a synthetic log, idle on a finished fixture run
     and on a quiet live one (no engine runs: quick, and steady on a busy machine)."""
     fixture = ROOT / "tests" / "fixtures" / "runs" / "rsst_global"
-    board = Dashboard(fixture, args.ui_root)
+    board = dashboard(fixture, args.ui_root)
     try:
-        board.wait_screen("COMPLETED")
+        board.wait_screen(shows("COMPLETED"))
         time.sleep(2)
         finished = cpu_pct(board.pid, args.idle)
     finally:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import synthlog  # noqa: E402
 from engine.logread import CHUNK_BYTES, LineSplitter, iter_chunks  # noqa: E402
+from terminal import Terminal  # noqa: E402
 from tuiprune.dashboard.reducer import Reducer  # noqa: E402
 
 TARGET_EVENTS_S = 50_000
@@ -130,42 +130,6 @@ def memory(log: Path, lines: int) -> bool:
     return bounded
 
 
-class Terminal:
-    """``command`` in a detached tmux session of a fixed size; ``q`` and gone on exit."""
-
-    def __init__(self, command: str, size=(120, 40)):
-        self.session = f"bench-dashboard-{os.getpid()}"
-        self.command, self.size = command, size
-
-    def __enter__(self) -> "Terminal":
-        self.started = time.monotonic()
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-c", str(ROOT), "-x",
-                        str(self.size[0]), "-y", str(self.size[1]), self.command], check=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, "q"])
-        time.sleep(0.5)
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
-
-    def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
-                              capture_output=True, text=True).stdout
-
-    def wait(self, predicate, since: float, timeout: float) -> Optional[float]:
-        """Seconds from ``since`` until the screen satisfies ``predicate`` (None: never)."""
-        while time.monotonic() - since < timeout:
-            if predicate(self.screen()):
-                return time.monotonic() - since
-            time.sleep(0.05)
-        return None
-
-
-def _exe() -> str:
-    """tuiprune of the running environment (this checkout first on the path)."""
-    return f"{sys.executable} -m tuiprune"
-
-
 def _secs(value: Optional[float]) -> str:
     return "never" if value is None else f"{value:.2f} s"
 
@@ -181,11 +145,11 @@ def liveness_in_terminal() -> Optional[float]:
     engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     write_pidfile(run, engine.pid)
     try:
-        with Terminal(f"{_exe()} watch {run}", size=(100, 30)) as term:
-            term.wait(lambda s: "RUNNING" in s, term.started, 30)
+        with Terminal(["watch", str(run)], size=(100, 30)) as term:
+            term.seen(lambda s: "RUNNING" in s, 30)
             engine.kill()
             engine.wait()
-            lost = term.wait(lambda s: "ENGINE LOST" in s, time.monotonic(), 10)
+            lost = term.seen(lambda s: "ENGINE LOST" in s, 10, since=time.monotonic())
     finally:
         engine.kill()
         shutil.rmtree(run, ignore_errors=True)
@@ -197,10 +161,9 @@ def liveness_in_terminal() -> Optional[float]:
 def replay_in_terminal(run_dir: Path) -> Tuple[Optional[float], Optional[float]]:
     """Seconds from starting ``tuiprune replay --speed 0`` in tmux to its first frame and to
     the final screen."""
-    with Terminal(f"{_exe()} replay {run_dir} --speed 0") as term:
-        first = term.wait(lambda s: "tuiprune" in s and "States" in s, term.started, 30)
-        final = term.wait(lambda s: "COMPLETED" in s and "replay: end " in s and "L11" in s,
-                          term.started, 60)
+    with Terminal(["replay", str(run_dir), "--speed", "0"]) as term:
+        first = term.seen(lambda s: "tuiprune" in s and "States" in s, 30)
+        final = term.seen(lambda s: "COMPLETED" in s and "replay: end " in s and "L11" in s, 60)
     print(f"replay --speed 0 in a 120x40 tmux: first frame {_secs(first)} (target <= "
           f"{TARGET_FIRST_S} s), final screen {_secs(final)} (target <= {TARGET_FINAL_S} s)")
     return first, final

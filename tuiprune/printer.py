@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
@@ -23,7 +23,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 from rich.table import Table
 from rich.text import Text
 
-from engine.logread import ReadStats, iter_events
+from engine.runlog import read_log
 from engine.rundir import EVENTS_FILE
 from engine.schema import Malformed, validate
 from tuiprune import format as fmt
@@ -63,22 +63,6 @@ def pruned_title(ev: Event) -> str:
             f"({fmt.count(ev['zeros'])} / {fmt.count(ev['total'])}), heads "
             f"{fmt.ratio(ev['heads_kept'], ev['heads_total'])}, neurons "
             f"{fmt.ratio(ev['neurons_kept'], ev['neurons_total'])}")
-
-
-def summary_rows(events: Iterable[Event]) -> List[dict]:
-    """Per state (validated events): last train acc, best/final val acc, test acc, sparsity,
-    seconds."""
-    states: Dict[int, dict] = {}
-    for ev in events:
-        kind = ev["event"]
-        if kind == "epoch_ended":
-            row = states.setdefault(ev["state"], {"state": ev["state"]})
-            row["train_acc"], row["val_acc"] = ev["train_acc"], ev["val_acc"]
-        elif kind == "state_ended":
-            row = states.setdefault(ev["state"], {"state": ev["state"]})
-            row.update(best_val_acc=ev["best_val_acc"], final_val_acc=ev["final_val_acc"],
-                       test_acc=ev["test_acc"], sparsity=ev["sparsity"], seconds=ev["seconds"])
-    return [states[k] for k in sorted(states)]
 
 
 class Printer:
@@ -239,11 +223,11 @@ class Printer:
         path = Path(run_dir) / EVENTS_FILE
         if not path.exists():
             return
-        stats = ReadStats()
-        rows = summary_rows(iter_events(path, stats))
-        if stats.malformed:
-            self.line(f"{fmt.plural(stats.malformed, 'malformed line')} of the event log "
-                      f"skipped (first: {fmt.printable(stats.problems[0])})", "yellow")
+        log = read_log(path)
+        rows = log.summary_rows()
+        if log.malformed:
+            self.line(f"{fmt.plural(log.malformed, 'malformed line')} of the event log "
+                      f"skipped (first: {fmt.printable(log.problems[0])})", "yellow")
         if not rows:
             return
         name = fmt.printable(Path(run_dir).name, newlines=False)
