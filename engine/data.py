@@ -17,12 +17,13 @@ import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from engine.errors import UserError
+from engine.ranks import global_batches, rank_rows
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -84,6 +85,12 @@ class TensorSource:
     def num_samples(self) -> int:
         return len(self.labels)
 
+    def part(self, lo: int, hi: int) -> "TensorSource":
+        """Samples ``lo…hi-1`` in order, un-augmented (a rank's share of an evaluation
+        split)."""
+        return TensorSource(self.images[lo:hi], self.labels[lo:hi], self.batch_size,
+                            train=False, augment=False, preprocess=self.preprocess)
+
     def batches(self, seed: int = 0, start: int = 0) -> Iterator[Batch]:
         """Batches ``start…`` of the epoch identified by ``seed`` (shuffled when training)."""
         n, device = len(self.labels), self.images.device
@@ -101,44 +108,69 @@ class TensorSource:
             yield self.preprocess(x), y
 
 
-class _EpochSampler(torch.utils.data.Sampler):
-    """Indices of the current epoch from ``start_batch`` on; re-armed by ``set_epoch``."""
+class _EpochBatches(torch.utils.data.Sampler):
+    """The index lists of the current epoch's batches from ``start`` on (re-armed by
+    ``set_epoch``); with ``world`` > 1, only this rank's rows of each global batch
+    (:func:`engine.ranks.rank_rows`), so a worker never decodes another rank's images."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, rank: int = 0, world: int = 1):
         self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.rank, self.world = rank, world
         self.seed, self.start = 0, 0
 
     def set_epoch(self, seed: int, start_batch: int) -> None:
         self.seed, self.start = seed, start_batch
 
-    def __iter__(self):
+    def batches(self) -> int:
+        """Batches in a whole epoch."""
+        return global_batches(self.n, self.batch_size, self.world)
+
+    def __iter__(self) -> Iterator[List[int]]:
         order = (torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed))
                  if self.shuffle else torch.arange(self.n))
-        return iter(order[self.start * self.batch_size:].tolist())
+        for b in range(self.start, self.batches()):
+            batch = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield batch[rank_rows(len(batch), self.rank, self.world)].tolist()
 
     def __len__(self) -> int:
-        return max(0, self.n - self.start * self.batch_size)
+        return max(0, self.batches() - self.start)
 
 
 class LoaderSource:
-    """Batches decoded by DataLoader workers (ImageFolder), normalised on the device."""
+    """Batches decoded by DataLoader workers (ImageFolder), normalised on the device.
+    ``batch_size`` is the global batch; with ``world`` > 1 this source yields rank
+    ``rank``'s rows of each (see :meth:`for_rank`)."""
 
     def __init__(self, dataset, batch_size: int, *, train: bool, workers: int,
-                 preprocess: Preprocess, device: torch.device):
-        self.dataset, self.batch_size, self.train = dataset, batch_size, train
-        self.preprocess, self.device = preprocess, device
-        self.sampler = _EpochSampler(len(dataset), batch_size, shuffle=train)
+                 preprocess: Preprocess, device: torch.device, rank: int = 0, world: int = 1):
+        self.dataset, self.global_batch, self.train = dataset, batch_size, train
+        self.batch_size = batch_size // world
+        self.workers, self.preprocess, self.device = workers, preprocess, device
+        self.sampler = _EpochBatches(len(dataset), batch_size, shuffle=train, rank=rank,
+                                     world=world)
         self.loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
-            pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-            drop_last=False)
+            dataset, batch_sampler=self.sampler, num_workers=workers,
+            pin_memory=device.type == "cuda", persistent_workers=workers > 0)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.dataset) / self.batch_size)
+        return self.sampler.batches()
 
     @property
     def num_samples(self) -> int:
         return len(self.dataset)
+
+    def for_rank(self, rank: int, world: int) -> "LoaderSource":
+        """The same epochs (order, global batch) for rank ``rank`` of ``world``: its rows of
+        every global batch, decoded by its own workers."""
+        return LoaderSource(self.dataset, self.global_batch, train=self.train,
+                            workers=self.workers, preprocess=self.preprocess,
+                            device=self.device, rank=rank, world=world)
+
+    def part(self, lo: int, hi: int) -> "LoaderSource":
+        """Samples ``lo…hi-1`` in order (a rank's share of an evaluation split)."""
+        return LoaderSource(torch.utils.data.Subset(self.dataset, range(lo, hi)),
+                            self.global_batch, train=self.train, workers=self.workers,
+                            preprocess=self.preprocess, device=self.device)
 
     def batches(self, seed: int = 0, start: int = 0) -> Iterator[Batch]:
         self.sampler.set_epoch(seed, start)

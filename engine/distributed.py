@@ -27,8 +27,10 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.distributed as dist
 
+from engine.data import LoaderSource
 from engine.errors import UserError
 from engine.ranks import Ranks, check_batch, check_gpus, from_env  # noqa: F401 (re-exported)
+from engine.ranks import global_batches, rank_rows
 
 AGREE_EVERY = 8  # training steps between the ranks' agreement on stop/checkpoint
 
@@ -160,25 +162,20 @@ class ShardedSource:
         self.batch_size = source.batch_size // ranks.world
 
     def __len__(self) -> int:
-        """Batches per epoch: a last batch with fewer images than ranks is left out."""
-        n, b = self.source.num_samples, self.source.batch_size
-        short = n % b
-        return len(self.source) - (1 if 0 < short < self.ranks.world else 0)
+        return global_batches(self.source.num_samples, self.source.batch_size, self.ranks.world)
 
     @property
     def num_samples(self) -> int:
         return self.source.num_samples
 
     def batches(self, seed: int = 0, start: int = 0):
-        """Every rank gets ``len // world`` rows of each batch. A short last batch that does
-        not divide loses its last ``len % world`` rows (fewer than the number of ranks), so
-        every rank trains the same shapes and DDP's average is the exact global mean."""
+        """Every rank gets its :func:`engine.ranks.rank_rows` of each global batch."""
         r, w, nb = self.ranks.rank, self.ranks.world, len(self)
         for b, (x, y) in enumerate(self.source.batches(seed, start), start=start):
             if b >= nb:
                 return
-            per = len(y) // w
-            yield x[r * per:(r + 1) * per], y[r * per:(r + 1) * per]
+            rows = rank_rows(len(y), r, w)
+            yield x[rows], y[rows]
 
 
 def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:
@@ -207,18 +204,22 @@ class RankAgreement:
 
 
 def shard_train(source, ranks: Ranks):
-    """The training batches this rank trains on (the source itself in a plain run)."""
-    return ShardedSource(source, ranks) if ranks.distributed else source
+    """The training batches this rank trains on (the source itself in a plain run). A source
+    that decodes on CPU workers (``imagefolder``) loads only this rank's rows of each global
+    batch; a device-resident one draws the whole batch (cheap) and keeps this rank's rows."""
+    if not ranks.distributed:
+        return source
+    if isinstance(source, LoaderSource):
+        return source.for_rank(ranks.rank, ranks.world)
+    return ShardedSource(source, ranks)
 
 
 def shard_eval(source, ranks: Ranks):
-    """This rank's contiguous share of an evaluation split (device-resident data)."""
+    """This rank's contiguous share of an evaluation split."""
     if not ranks.distributed:
         return source
     n = source.num_samples
-    lo, hi = ranks.rank * n // ranks.world, (ranks.rank + 1) * n // ranks.world
-    return type(source)(source.images[lo:hi], source.labels[lo:hi], source.batch_size,
-                        train=False, augment=False, preprocess=source.preprocess)
+    return source.part(ranks.rank * n // ranks.world, (ranks.rank + 1) * n // ranks.world)
 
 
 def write_digest(ranks: Ranks, state: int, model, masks, target=None) -> None:

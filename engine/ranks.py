@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -49,6 +50,21 @@ def check_batch(batch_size: int, world: int) -> int:
                         f"by the {world} ranks of this run; use {lower} or "
                         f"{lower + world}")
     return batch_size // world
+
+
+def global_batches(n: int, batch_size: int, world: int) -> int:
+    """Batches of ``batch_size`` in an epoch of ``n`` samples split over ``world`` ranks: a
+    last batch with fewer samples than ranks is left out (no rank may train an empty slice)."""
+    short = n % batch_size
+    return math.ceil(n / batch_size) - (1 if 0 < short < world else 0)
+
+
+def rank_rows(length: int, rank: int, world: int) -> slice:
+    """This rank's rows of a global batch of ``length``: ``length // world`` of them, so every
+    rank trains the same shape and DDP's average is the exact global mean (a short last batch
+    that does not divide loses its last ``length % world`` rows)."""
+    per = length // world
+    return slice(rank * per, (rank + 1) * per)
 
 
 def check_gpus(nproc: int, device: str, available: int) -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from engine import data as data_mod
 from engine import model as model_mod
 from engine.config import load_config
 from engine.errors import UserError
+from helpers.images import make_image_folder
 from helpers.runs import TINY
 from tuiprune.run_command import run_main
 
@@ -54,19 +54,6 @@ def test_device_batches_are_augmented_normalised_and_resumable():
 
 
 # --------------------------------------------------------------------------- ImageFolder
-def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class=12, val=True):
-    rng = np.random.default_rng(0)
-    splits = ("train", "val") if val else ("train",)
-    for split in splits:
-        for i, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for j in range(per_class if split == "train" else 4):
-                arr = rng.integers(0, 60, (40, 44, 3), dtype=np.uint8)
-                arr[..., i] += 150  # class-coloured
-                Image.fromarray(arr).save(folder / f"{j}.png")
-
-
 def test_imagefolder_trains_through_a_dataloader_with_workers(tmp_path):
     make_image_folder(tmp_path / "imgs")
     cfg = cfg_for(tmp_path, "data.dataset='imagefolder'", f"data.root='{tmp_path / 'imgs'}'",
@@ -81,6 +68,40 @@ def test_imagefolder_trains_through_a_dataloader_with_workers(tmp_path):
     full = [b[1] for b in data.train.batches(seed=1)]
     part = [b[1] for b in data.train.batches(seed=1, start=2)]
     assert all(torch.equal(a, b) for a, b in zip(full[2:], part)) and len(part) == len(full) - 2
+
+
+def test_imagefolder_ranks_decode_only_their_rows_of_each_global_batch(tmp_path):
+    """Under torchrun each rank's loader decodes its own rows of every global batch; the
+    ranks' rows together are the one-process batch, checked against the epoch's permutation
+    drawn here (36 images in global batches of 8: 8, 8, 8, 8, 4)."""
+    make_image_folder(tmp_path / "imgs")
+    cfg = cfg_for(tmp_path, "data.dataset='imagefolder'", f"data.root='{tmp_path / 'imgs'}'",
+                  "data.workers=0", "data.batch_size=8", "data.augment=false")
+    data = data_mod.load(cfg, torch.device("cpu"), 32, (0.5,) * 3, (0.5,) * 3)
+    labels = torch.tensor(data.train.dataset.targets)
+    order = torch.randperm(36, generator=torch.Generator().manual_seed(5))
+    expected = [labels[order[i:i + 8]] for i in range(0, 36, 8)]
+    for world in (2, 3):
+        ranks = [data.train.for_rank(r, world) for r in range(world)]
+        assert all(len(src) == 5 and src.batch_size == 8 // world for src in ranks)
+        got = [[y for _, y in src.batches(seed=5)] for src in ranks]
+        # what the workers are asked to decode: this rank's rows only
+        assert [len(rows) for rows in ranks[0].sampler] == [8 // world] * 4 + [4 // world]
+        for b, whole in enumerate(expected):
+            per = len(whole) // world  # 4 images over 3 ranks: 1 each, the 4th left out
+            assert torch.cat([g[b] for g in got]).tolist() == whole[:per * world].tolist()
+        resumed = [y for _, y in ranks[1].batches(seed=5, start=3)]
+        assert [t.tolist() for t in resumed] == [t.tolist() for t in got[1][3:]]
+    # a last batch smaller than the ranks is left out: 36 = 4 x 9 + 0; in batches of 7 the
+    # last has 1 image, fewer than 2 ranks
+    sevens = data_mod.LoaderSource(data.train.dataset, 7, train=True, workers=0,
+                                   preprocess=data.train.preprocess, device=torch.device("cpu"))
+    assert len(sevens) == 6 and len(sevens.for_rank(0, 2)) == 5
+    # evaluation shares: contiguous, in order, together the whole split
+    shares = [data.val.part(i * 12 // 5, (i + 1) * 12 // 5) for i in range(5)]
+    val_labels = [y for _, y in data.val.batches()]
+    assert torch.cat([y for s in shares for _, y in s.batches()]).tolist() == \
+        torch.cat(val_labels).tolist()
 
 
 def test_imagefolder_run_end_to_end(tmp_path):

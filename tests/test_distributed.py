@@ -17,6 +17,7 @@ import torch
 
 from engine.distributed import Ranks, ShardedSource, check_batch, check_gpus
 from engine.errors import UserError
+from helpers.images import make_image_folder
 from helpers.runs import epoch_counts, events, of, overrides, wait_for
 
 pytestmark = pytest.mark.slow
@@ -131,6 +132,29 @@ def test_two_ranks_mean_what_one_process_means(tmp_path, method):
     assert len(held[0]) == 2 and held[0] == held[1]
     # state 1 starts with new masks (Refill) or a new target (RSST)
     assert len({(masks, target) for _, masks, target, _ in held[0]}) == 2
+
+
+def test_an_imagefolder_run_on_two_ranks_means_what_it_means_in_one(tmp_path):
+    """Each rank's DataLoader decodes its rows of every global batch, and evaluation is
+    sharded over the ranks: the same cuts and the same accuracies as one process."""
+    make_image_folder(tmp_path / "imgs", per_class=16)  # 48 train (6 batches of 8), 12 val
+    folder = [f"data.root='{tmp_path / 'imgs'}'", "data.dataset='imagefolder'",
+              "data.batch_size=8", "data.workers=1", "data.augment=false",
+              "prune.rewind='init'", "train.epochs=1"]
+    runs = {}
+    for name, start in (("one", tuiprune), ("two", torchrun)):
+        proc = start(tmp_path, "run", "demo", "--run-dir", str(tmp_path / name),
+                     *sets(*folder))
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out
+        runs[name] = _complete(tmp_path / name, epochs=1)
+    single, multi = runs["one"], runs["two"]
+    assert of(multi, "run_started")[0]["world_size"] == 2
+    assert [p["layers"] for p in of(single, "pruned")] == [p["layers"] for p in
+                                                          of(multi, "pruned")]
+    # 12 validation images: an accuracy is a multiple of 1/12 whichever rank counted what
+    assert [e["val_acc"] for e in of(single, "epoch_ended")] == \
+        [e["val_acc"] for e in of(multi, "epoch_ended")]
 
 
 def test_sigterm_to_the_agent_stops_all_ranks_then_resume_with_one_then_two(tmp_path):
