@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.data import Preprocess, TensorSource
-from engine.epoch import EpochLoop
+from engine.epoch import EpochLoop, QuietHost
 from engine.events import EventLog
 from engine.model import normalization
 from engine.pruning import Masks, apply_masks
@@ -111,10 +111,8 @@ class PlainLoop:
         return k * self.batch_size
 
 
-class BenchHost:
+class BenchHost(QuietHost):
     """What EpochLoop asks of a run: events go to ``log`` (or nowhere), no checkpoints."""
-
-    stop_requested = False
 
     def __init__(self, log: Optional[EventLog], reg: Optional[RSSTRegularizer]) -> None:
         self.log, self.reg = log, reg
@@ -127,15 +125,6 @@ class BenchHost:
         self.emit("lambda", state=1, step=reg.steps_taken, steps=reg.ramp_steps,
                   value=reg.value, regularized=reg.regularized, heads=reg.heads,
                   neurons=reg.neurons)
-
-    def save_mid_epoch(self, batch: int, tally) -> None:
-        pass
-
-    def system_due(self) -> bool:
-        return False
-
-    def report_system(self, state, epoch, pace) -> None:
-        pass
 
 
 class EngineLoop:

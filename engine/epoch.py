@@ -66,6 +66,28 @@ class EpochHost(Protocol):
     def report_system(self, state: int, epoch: int, pace: "Pace") -> None: ...
 
 
+class QuietHost:
+    """An :class:`EpochHost` that keeps nothing (no events, checkpoints or system samples):
+    the base for driving :class:`EpochLoop` outside a run (benchmarks, tests)."""
+
+    stop_requested = False
+
+    def emit(self, event: str, **fields) -> dict:
+        return {}
+
+    def report_lambda(self, lr: float) -> None:
+        pass
+
+    def save_mid_epoch(self, batch: int, tally: EpochTally) -> None:
+        pass
+
+    def system_due(self) -> bool:
+        return False
+
+    def report_system(self, state: int, epoch: int, pace: "Pace") -> None:
+        pass
+
+
 class Alone:
     """The decisions of a run in one process: taken every step, by this process alone."""
 

@@ -19,7 +19,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from engine.config import load_config
 from engine.data import Preprocess, TensorSource
-from engine.epoch import DATA_WAIT_WARNING, EpochLoop
+from engine.epoch import DATA_WAIT_WARNING, EpochLoop, QuietHost
 from engine.pruning import apply_masks, current_masks, elementwise_masks, structured_masks
 from engine.train import (Trainer, amp_dtype, configure_backends, evaluate, make_optimizer,
                           optimizer_options)
@@ -191,10 +191,8 @@ def test_a_short_run_with_train_compile_completes_with_exact_masks(tmp_path):
 
 
 # --------------------------------------------------------------------------- data wait
-class Host:
-    """What EpochLoop asks of a run, recorded."""
-
-    stop_requested = False
+class Host(QuietHost):
+    """What EpochLoop asks of a run, its events recorded."""
 
     def __init__(self):
         self.events = []
@@ -202,18 +200,6 @@ class Host:
     def emit(self, event, **fields):
         self.events.append(dict(event=event, **fields))
         return self.events[-1]
-
-    def report_lambda(self, lr):
-        pass
-
-    def save_mid_epoch(self, batch, tally):
-        pass
-
-    def system_due(self) -> bool:
-        return False
-
-    def report_system(self, state, epoch, pace) -> None:
-        pass
 
 
 class SlowSource:
