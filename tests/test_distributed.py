@@ -176,11 +176,17 @@ def test_sigterm_to_the_agent_stops_all_ranks_then_resume_with_one_then_two(tmp_
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 3, out
 
-    proc = torchrun(tmp_path, "run", "--resume", str(run_dir))  # two processes again
+    # two processes again, through the launcher: its --set reaches every rank (6 ms between
+    # mid-epoch checkpoints instead of the config's 10 minutes)
+    proc = tuiprune(tmp_path, "run", "--resume", str(run_dir), "--nproc-per-node", "2",
+                    "--set", "run.checkpoint_minutes=0.0001")
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out
     evs = _complete(run_dir)
     assert len(of(evs, "resumed")) == 2
+    after = evs[evs.index(of(evs, "resumed")[-1]):]
+    assert any(c["kind"] == "latest" and c["batch"] is not None
+               for c in of(after, "checkpoint")), out
 
 
 def test_a_rank_killed_does_not_leave_the_others_hanging(tmp_path):

@@ -101,8 +101,9 @@ def _run_main(config, overrides, dry_run, resume, run_dir, nproc) -> int:
     return _execute(cfg, run_dir, resume=False)
 
 
-def _launch_ranks(cfg: dict, run_dir: Path, resume: bool) -> int:
-    """Check what can be checked here, write the run directory, then start torchrun."""
+def _launch_ranks(cfg: dict, run_dir: Path, resume: bool, overrides: List[str] = ()) -> int:
+    """Check what can be checked here, write the run directory, then start torchrun (a
+    resume's ``overrides`` go to every rank)."""
     from engine.ranks import check_batch, check_gpus
 
     nproc = cfg["run"]["nproc_per_node"]
@@ -117,7 +118,7 @@ def _launch_ranks(cfg: dict, run_dir: Path, resume: bool) -> int:
         (run_dir / CONFIG_FILE).write_text(dumps(cfg))
     print(f"starting {nproc} processes with torchrun; run directory: {printable(run_dir)}",
           file=sys.stderr)
-    return torchrun.launch(nproc, run_dir, resume)
+    return torchrun.launch(nproc, run_dir, resume, overrides)
 
 
 def _resume(run_dir: Path, overrides: List[str], nproc: Optional[int]) -> int:
@@ -138,7 +139,7 @@ def _resume(run_dir: Path, overrides: List[str], nproc: Optional[int]) -> int:
     if nproc is not None:
         cfg["run"]["nproc_per_node"] = nproc
     if not torchrun.under_torchrun() and cfg["run"]["nproc_per_node"] > 1:
-        return _launch_ranks(cfg, run_dir, resume=True)
+        return _launch_ranks(cfg, run_dir, resume=True, overrides=overrides)
     return _execute(cfg, run_dir, resume=True)
 
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from engine.rundir import CONFIG_FILE, EVENTS_FILE
 
@@ -27,16 +27,18 @@ def under_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def command(nproc: int, run_dir: Path, resume: bool) -> List[str]:
-    what = (["--resume", str(run_dir)] if resume
+def command(nproc: int, run_dir: Path, resume: bool, overrides: Sequence[str] = ()) -> List[str]:
+    """The torchrun command line; a resume passes its ``--set`` overrides on to every rank
+    (a fresh run's are already in the ``config.toml`` the launcher wrote)."""
+    what = ([*(f"--set={o}" for o in overrides), "--resume", str(run_dir)] if resume
             else [str(run_dir / CONFIG_FILE), "--run-dir", str(run_dir)])
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc-per-node={nproc}", "-m", "tuiprune", "run", *what]
 
 
-def launch(nproc: int, run_dir: Path, resume: bool) -> int:
+def launch(nproc: int, run_dir: Path, resume: bool, overrides: Sequence[str] = ()) -> int:
     """Run ``run_dir`` with ``nproc`` processes under torchrun, in the foreground."""
-    proc = subprocess.Popen(command(nproc, run_dir, resume),
+    proc = subprocess.Popen(command(nproc, run_dir, resume, overrides),
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
     def forward(signum, _frame):
