@@ -248,3 +248,17 @@ def test_narrow_terminals_leave_out_the_least_needed_columns():
     assert fitting_columns(widths, 125) == without("criterion", "started")  # needs 104
     assert fitting_columns(widths, 95) == without("criterion", "started", "img/s", "values")
     assert fitting_columns(widths, 50) == ["name", "status", "state", "best val", "sparsity"]
+
+
+def test_a_list_value_stays_one_part_where_the_compare_screen_flows_them():
+    from rich.text import Text
+
+    from tuiprune.dashboard.compare.panels import flow
+    from tuiprune.ls_command import value_parts, values_text
+
+    values = {"prune.head_ratio": [0.3, 0.2], "prune.method": "rsst", "rsst.method": "x"}
+    parts = value_parts(values)
+    assert parts == ["head_ratio=[0.3, 0.2]", "prune.method=rsst", "rsst.method=x"]
+    assert values_text(values) == "head_ratio=[0.3, 0.2] prune.method=rsst rsst.method=x"
+    lines = [line.plain.strip() for line in flow([Text(p) for p in parts], 24)]
+    assert "head_ratio=[0.3, 0.2]" in lines

@@ -70,15 +70,21 @@ def cells(row: RunRow, prefix_sweep: bool = True) -> Dict[str, str]:
             "started": when(row.started)}
 
 
-def values_text(values: Dict[str, Any]) -> str:
-    """``method=rsst sorting=global``: the key's last part where that is unambiguous."""
+def value_parts(values: Dict[str, Any]) -> List[str]:
+    """``["method=rsst", "head_ratio=[0.3, 0.2]"]``: each ``key=value`` (the key's last part
+    where that is unambiguous), printable, one part per key."""
     short = [k.rsplit(".", 1)[-1] for k in values]
     parts = []
     for (key, value), name in zip(values.items(), short):
         label = name if short.count(name) == 1 else key
         text = value if isinstance(value, str) else json.dumps(value, default=str)
-        parts.append(f"{label}={text}")
-    return printable(" ".join(parts), newlines=False) or NO_VALUE
+        parts.append(printable(f"{label}={text}", newlines=False))
+    return parts
+
+
+def values_text(values: Dict[str, Any]) -> str:
+    """``method=rsst sorting=global``: the :func:`value_parts` on one line."""
+    return " ".join(value_parts(values)) or NO_VALUE
 
 
 def render(rows: List[RunRow], stream: TextIO, prefix_sweep: bool = True) -> None:

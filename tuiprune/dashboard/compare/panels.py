@@ -20,7 +20,7 @@ from tuiprune.dashboard.compare.model import (VALUE_LABEL, CompareContext, Compa
                                               state_starts)
 from tuiprune.dashboard.widgets.base import ViewWidget, clip, set_title, spread
 from tuiprune.dashboard.widgets.scrolling import SCROLL_BINDINGS
-from tuiprune.ls_command import STATUS_STYLE, values_text
+from tuiprune.ls_command import STATUS_STYLE, value_parts
 
 
 def run_label(run: ComparedRun, ctx: CompareContext) -> Text:
@@ -254,8 +254,7 @@ class RunLines(ViewWidget):
                      Text(f"best {fmt.pct(best)}")]
             if keys and run.config:
                 values = {k: run.config.get(k) for k in keys}
-                parts += [Text(g.text(part), style="dim")
-                          for part in values_text(values).split(" ")]
+                parts += [Text(g.text(part), style="dim") for part in value_parts(values)]
             out += [clip(line, width, g.ellipsis) for line in flow(parts, width)]
         if not keys:
             out.append(Text("no config key differs between these runs", style="dim"))

@@ -79,6 +79,7 @@ class CompareScreen(Screen[None]):
         self.tailers: List[Tailer] = []
         self.watches = [EngineWatch(r.path, r.path / EVENTS_FILE) for r in runs]
         self.caught_up = [False] * len(runs)
+        self.reader_failed = [False] * len(runs)  # its log is then judged as it stands
         self.chunks_applied = 0
         self.redraws = 0
         self._shutting = threading.Event()
@@ -133,8 +134,11 @@ class CompareScreen(Screen[None]):
 
     def _failed(self, i: int):
         letter = self.ctx.runs[i].letter
-        return lambda error: self.post_message(ReaderFailed(f"log reader of run {letter}",
-                                                            error))
+
+        def failed(error: BaseException) -> None:
+            self.reader_failed[i] = True
+            self.post_message(ReaderFailed(f"log reader of run {letter}", error))
+        return failed
 
     def on_run_chunk_read(self, message: RunChunkRead) -> None:
         try:
@@ -168,7 +172,7 @@ class CompareScreen(Screen[None]):
         run, watch, tailer = self.ctx.runs[i], self.watches[i], self.tailers[i]
         if not run.path.is_dir():
             return
-        event = watch.look(run.view, self.caught_up[i], tailer.consumed)
+        event = watch.look(run.view, self.caught_up[i] or self.reader_failed[i], tailer.consumed)
         if event is not None:
             run.reducer.apply(event)
             self.schedule_redraw()
