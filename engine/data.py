@@ -14,7 +14,6 @@ resumed epoch continues with exactly the batches it would have seen.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -70,16 +69,27 @@ def random_crop_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 class TensorSource:
-    """Batches from a uint8 image tensor that lives on the training device."""
+    """Batches from a uint8 image tensor that lives on the training device. ``batch_size`` is
+    the global batch; with ``world`` > 1 this source yields rank ``rank``'s rows of each (see
+    :meth:`for_rank`)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
-                 train: bool, augment: bool, preprocess: Preprocess):
+                 train: bool, augment: bool, preprocess: Preprocess, rank: int = 0,
+                 world: int = 1):
         self.images, self.labels = images, labels
-        self.batch_size, self.train, self.augment = batch_size, train, augment
-        self.preprocess = preprocess
+        self.global_batch, self.batch_size = batch_size, batch_size // world
+        self.train, self.augment, self.preprocess = train, augment, preprocess
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return global_batches(len(self.labels), self.global_batch, self.world)
+
+    def for_rank(self, rank: int, world: int) -> "TensorSource":
+        """The same epochs for rank ``rank`` of ``world``: every rank draws the same global
+        batch (order and augmentation) and preprocesses only its own rows of it."""
+        return TensorSource(self.images, self.labels, self.global_batch, train=self.train,
+                            augment=self.augment, preprocess=self.preprocess, rank=rank,
+                            world=world)
 
     @property
     def num_samples(self) -> int:
@@ -88,7 +98,7 @@ class TensorSource:
     def part(self, lo: int, hi: int) -> "TensorSource":
         """Samples ``lo…hi-1`` in order, un-augmented (a rank's share of an evaluation
         split)."""
-        return TensorSource(self.images[lo:hi], self.labels[lo:hi], self.batch_size,
+        return TensorSource(self.images[lo:hi], self.labels[lo:hi], self.global_batch,
                             train=False, augment=False, preprocess=self.preprocess)
 
     def batches(self, seed: int = 0, start: int = 0) -> Iterator[Batch]:
@@ -96,16 +106,17 @@ class TensorSource:
         n, device = len(self.labels), self.images.device
         order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
                  if self.train else None)
-        gen = torch.Generator(device=device)
+        gen, bs = torch.Generator(device=device), self.global_batch
         for b in range(start, len(self)):
-            sl = slice(b * self.batch_size, min(n, (b + 1) * self.batch_size))
+            sl = slice(b * bs, min(n, (b + 1) * bs))
             idx = order[sl] if order is not None else None
             x = self.images[idx] if idx is not None else self.images[sl]
             y = self.labels[idx] if idx is not None else self.labels[sl]
-            if self.train and self.augment:
+            if self.train and self.augment:  # drawn for the whole global batch
                 gen.manual_seed(mix_seed(seed, b))
                 x = random_crop_flip(x, gen)
-            yield self.preprocess(x), y
+            rows = rank_rows(len(y), self.rank, self.world)  # all of them in one process
+            yield self.preprocess(x[rows]), y[rows]
 
 
 class _EpochBatches(torch.utils.data.Sampler):

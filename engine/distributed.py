@@ -27,10 +27,8 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.distributed as dist
 
-from engine.data import LoaderSource
 from engine.errors import UserError
 from engine.ranks import Ranks, check_batch, check_gpus, from_env  # noqa: F401 (re-exported)
-from engine.ranks import global_batches, rank_rows
 
 AGREE_EVERY = 8  # training steps between the ranks' agreement on stop/checkpoint
 
@@ -151,33 +149,6 @@ def host() -> str:
     return socket.gethostname()
 
 
-class ShardedSource:
-    """This rank's slice of every global batch of a device-resident source: every rank
-    draws the same batch (same order, same augmentation) and keeps rows
-    ``[rank·B/W, (rank+1)·B/W)`` of it, so the data a run sees does not depend on how many
-    ranks train it."""
-
-    def __init__(self, source, ranks: Ranks) -> None:
-        self.source, self.ranks = source, ranks
-        self.batch_size = source.batch_size // ranks.world
-
-    def __len__(self) -> int:
-        return global_batches(self.source.num_samples, self.source.batch_size, self.ranks.world)
-
-    @property
-    def num_samples(self) -> int:
-        return self.source.num_samples
-
-    def batches(self, seed: int = 0, start: int = 0):
-        """Every rank gets its :func:`engine.ranks.rank_rows` of each global batch."""
-        r, w, nb = self.ranks.rank, self.ranks.world, len(self)
-        for b, (x, y) in enumerate(self.source.batches(seed, start), start=start):
-            if b >= nb:
-                return
-            rows = rank_rows(len(y), r, w)
-            yield x[rows], y[rows]
-
-
 def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:
     """The model as the training step sees it: DistributedDataParallel in a distributed run.
     Buffers are not broadcast each step (a ViT has no running statistics, and the masks,
@@ -204,14 +175,11 @@ class RankAgreement:
 
 
 def shard_train(source, ranks: Ranks):
-    """The training batches this rank trains on (the source itself in a plain run). A source
-    that decodes on CPU workers (``imagefolder``) loads only this rank's rows of each global
-    batch; a device-resident one draws the whole batch (cheap) and keeps this rank's rows."""
-    if not ranks.distributed:
-        return source
-    if isinstance(source, LoaderSource):
-        return source.for_rank(ranks.rank, ranks.world)
-    return ShardedSource(source, ranks)
+    """The training batches this rank trains on (the source itself in a plain run): its
+    rows of every global batch (``engine.ranks.rank_rows``). A device-resident source draws
+    the whole batch and preprocesses only those rows; an ``imagefolder`` one decodes only
+    them."""
+    return source.for_rank(ranks.rank, ranks.world) if ranks.distributed else source
 
 
 def shard_eval(source, ranks: Ranks):
@@ -222,7 +190,7 @@ def shard_eval(source, ranks: Ranks):
     return source.part(ranks.rank * n // ranks.world, (ranks.rank + 1) * n // ranks.world)
 
 
-def write_digest(ranks: Ranks, state: int, model, masks, target=None) -> None:
+def write_digest(ranks: Ranks, state: int, model, target=None) -> None:
     """With ``TUIPRUNE_RANK_DIGESTS=DIR`` set, every rank appends to ``DIR/rank<r>.jsonl``
     what it holds as a state begins (hashes of the masks in force and of the RSST target
     pending, and of the weights, and its pid): a way to check that the ranks agree."""
@@ -231,8 +199,10 @@ def write_digest(ranks: Ranks, state: int, model, masks, target=None) -> None:
         return
     import json
 
+    from engine.pruning import current_masks
+
     os.makedirs(folder, exist_ok=True)
-    line = {"state": state, "pid": os.getpid(), "masks": digest(masks or {}),
+    line = {"state": state, "pid": os.getpid(), "masks": digest(current_masks(model) or {}),
             "target": digest(target or {}), "weights": digest(dict(model.state_dict()))}
     with open(os.path.join(folder, f"rank{ranks.rank}.jsonl"), "a") as f:
         f.write(json.dumps(line) + "\n")

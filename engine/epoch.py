@@ -158,8 +158,7 @@ class EpochLoop:
             loss, hits = self.trainer.step(x, y, lr)
             loss_sum += loss * len(y)
             correct += hits
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss),
-                                    torch.full_like(first_bad, b), first_bad)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), b, first_bad)
             seen += len(y)
             self.next_batch = b + 1
             last = b == nb - 1
@@ -168,8 +167,9 @@ class EpochLoop:
             if self.ranks.every == 1 or last or (b + 1 - start) % self.ranks.every == 0:
                 stop, due, system = self._decide(first_bad, b, last, report, last_ckpt,
                                                  state, epoch)
-            if report and self.ranks.main:
-                self._report(state, epoch, b, loss, hits, len(y), lr, tally())
+            if report and self.ranks.main:  # images/s from host numbers: no tally() syncs
+                self._report(state, epoch, b, loss, hits, len(y), lr, base.seen + seen,
+                             base.seconds + time.perf_counter() - t0)
             fetched, took = t_step - t_fetch, time.perf_counter() - t_fetch
             wait, steps = wait + fetched, steps + took
             self.images += len(y)
@@ -203,11 +203,12 @@ class EpochLoop:
         return stop, due, system
 
     def _report(self, state: int, epoch: int, b: int, loss: torch.Tensor, hits: torch.Tensor,
-                size: int, lr: float, now: EpochTally) -> None:
-        """The throttled ``batch`` (and, RSST, ``lambda``) events: host syncs happen here."""
+                size: int, lr: float, seen: int, seconds: float) -> None:
+        """The throttled ``batch`` (and, RSST, ``lambda``) events: host syncs happen here.
+        ``seen`` images of this rank in the epoch so far, in ``seconds``."""
         self.host.emit("batch", state=state, epoch=epoch, batch=b, batches=self.batches,
                        loss=float(loss), acc=100.0 * int(hits) / size, lr=lr,
-                       images_per_s=now.seen * self.ranks.world / max(now.seconds, 1e-9))
+                       images_per_s=seen * self.ranks.world / max(seconds, 1e-9))
         if self.trainer.reg is not None:
             self.host.report_lambda(lr)
 

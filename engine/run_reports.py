@@ -30,9 +30,9 @@ class RunReports:
         """Time for a ``system`` sample (rank 0's clock decides for every rank)."""
         return self.ranks.main and self.system.due()
 
-    def report_system(self, state: int, epoch: int, pace, force: bool = False) -> None:
+    def report_system(self, state: int, epoch: int, pace) -> None:
         """Count the training since the last report and write a ``system`` event (every rank
-        sends its figures to rank 0). ``force``: at an epoch end, sampling on."""
+        sends its figures to rank 0)."""
         if not self.system.enabled:
             return
         if pace.images:

@@ -38,11 +38,11 @@ from engine.logread import truncate_torn_tail
 from engine.pidfile import clear_stop_request
 from engine.recorder import RunRecorder
 from engine.run_checkpoints import RunCheckpoints
-from engine.run_outcome import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, RunOutcome  # noqa: F401
+from engine.run_outcome import RunOutcome
 from engine.run_reports import RunReports
 from engine.runlog import RunLog, read_log
 from engine.stops import StopControl, StopRequested
-from engine.pruning import ACTIVATION_CRITERIA, apply_masks, current_masks
+from engine.pruning import ACTIVATION_CRITERIA, apply_masks, sparsity_report
 from engine.rewind import RewindTarget, parse_rewind
 from engine.rsst import RSSTRegularizer, late_ramp_warning, ramp_length
 from engine.schema import durable_key
@@ -227,7 +227,7 @@ class Run(RunOutcome, RunReports, RunCheckpoints):
         self.epoch_loop = EpochLoop(self.trainer, self.train_source, t, self,
                                     checkpoint_seconds=self.cfg["run"]["checkpoint_minutes"]
                                     * 60, ranks=self.agreement)
-        ddp.write_digest(self.ranks, rs.state, self.model, current_masks(self.model), rs.target)
+        ddp.write_digest(self.ranks, rs.state, self.model, rs.target)
 
     def _train_epoch(self) -> None:
         rs, t = self.rs, self.cfg["train"]
@@ -252,11 +252,12 @@ class Run(RunOutcome, RunReports, RunCheckpoints):
                                               self.ranks, self.device)
         return EpochTally(loss_sum, int(correct), int(seen), tally.seconds)
 
-    def _evaluate(self):
-        """(val loss, val acc, test loss, test acc) of the model now; in a distributed run
-        every rank evaluates its share and the sums are all-reduced."""
+    def _evaluate(self, splits=("val", "test")):
+        """(loss, acc) of each of ``splits`` for the model now, flat: (val loss, val acc,
+        test loss, test acc) by default; in a distributed run every rank evaluates its share
+        and the sums are all-reduced."""
         out = []
-        for name in ("val", "test"):
+        for name in splits:
             source = self.eval_sources.get(name)
             if source is None:
                 out += [None, None]
@@ -270,7 +271,7 @@ class Run(RunOutcome, RunReports, RunCheckpoints):
 
     def _finish_epoch(self, tally: EpochTally) -> None:
         rs, s, e = self.rs, self.rs.state, self.rs.epoch
-        self.report_system(s, e, self.epoch_loop.take_pace(), force=True)
+        self.report_system(s, e, self.epoch_loop.take_pace())
         tally = self._global_tally(tally)
         self.recorder.busy(s, "evaluating")
         bad = ckpt.nonfinite(self.model.state_dict())
@@ -321,8 +322,6 @@ class Run(RunOutcome, RunReports, RunCheckpoints):
             final_val = after
             rs.progress.best_test_acc = test_acc
             self._save_best(after)
-        from engine.pruning import sparsity_report
-
         prog = rs.progress
         pending.append(dict(event="state_ended", state=s, best_val_acc=prog.best_val_acc,
                             best_epoch=prog.best_epoch, final_val_acc=final_val,
@@ -367,7 +366,7 @@ class Run(RunOutcome, RunReports, RunCheckpoints):
         rewind = self.rewind if self.rewind_kind != "none" else None
         if last:
             apply_masks(self.model, m_s)
-            self._save_best(self._evaluate()[1])
+            self._save_best(self._evaluate(("val",))[1])  # val alone decides the best
         elif self.method == "refill":
             begin_refill_state(self.model, m_s, rewind)
         else:

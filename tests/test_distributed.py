@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.distributed import Ranks, ShardedSource, check_batch, check_gpus
+from engine.data import Preprocess, TensorSource
+from engine.distributed import check_batch, check_gpus
 from engine.errors import UserError
 from helpers.images import make_image_folder
 from helpers.runs import epoch_counts, events, of, overrides, wait_for
@@ -79,23 +80,17 @@ def test_batch_and_gpu_checks_name_the_fix():
 
 
 def test_ranks_split_every_global_batch_and_cover_it():
-    class Source:  # 10 samples in batches of 4: 4, 4, 2
-        batch_size, num_samples = 4, 10
-
-        def __len__(self):
-            return 3
-
-        def batches(self, seed=0, start=0):
-            for b in range(start, 3):
-                idx = torch.arange(b * 4, min(10, b * 4 + 4))
-                yield idx.float(), idx
-
-    parts = [list(ShardedSource(Source(), Ranks(r, 2)).batches()) for r in (0, 1)]
+    # 10 samples in batches of 4: 4, 4, 2; labels 0..9 name the samples, in order
+    pre = Preprocess(4, (0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
+    source = TensorSource(torch.zeros(10, 3, 4, 4, dtype=torch.uint8), torch.arange(10), 4,
+                          train=False, augment=False, preprocess=pre)
+    parts = [list(source.for_rank(r, 2).batches()) for r in (0, 1)]
     assert [len(p) for p in parts] == [3, 3]
     for b in range(3):
         both = torch.cat([parts[0][b][1], parts[1][b][1]])
         assert both.tolist() == list(range(b * 4, min(10, b * 4 + 4)))
-    three = ShardedSource(Source(), Ranks(0, 3))  # the last batch of 2 < 3 ranks: left out
+        assert len(parts[0][b][0]) == len(parts[0][b][1])  # images only of its own rows
+    three = source.for_rank(0, 3)  # the last batch of 2 < 3 ranks: left out
     assert len(three) == 2 and len(list(three.batches())) == 2
 
 
