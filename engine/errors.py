@@ -7,6 +7,11 @@ import os
 from pathlib import Path
 
 
+# How a run ends, as the exit status of `tuiprune run` (and of a sweep, a torchrun launch):
+EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
+EXIT_CODES = {"completed": EXIT_COMPLETED, "failed": EXIT_FAILED, "stopped": EXIT_STOPPED}
+
+
 class UserError(Exception):
     """Bad input from the user: the CLI prints the message alone (no traceback) and exits non-zero.
 

@@ -11,12 +11,11 @@ from engine import distributed as ddp
 from engine import rundir
 from engine.checkpoint import NonFiniteWeights
 from engine.epoch import NonFiniteLoss
-from engine.errors import UserError, WriteFailed
+from engine.errors import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, UserError, WriteFailed
 from engine.pidfile import clear_stop_request
 from engine.pruning import sparsity_report
 from engine.stops import StopRequested
 
-EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
 
 
 class RunOutcome:

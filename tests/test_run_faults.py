@@ -19,7 +19,8 @@ import torch
 from engine import checkpoint as ckpt_mod
 from engine.config import load_config
 from engine.lock import RunLock
-from engine.runner import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, Run
+from engine.errors import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED
+from engine.runner import Run
 from helpers.runs import epoch_counts, events, of, overrides, sets, tuiprune, wait_for
 
 pytestmark = pytest.mark.slow

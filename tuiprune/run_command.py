@@ -9,7 +9,7 @@ from typing import List, Optional
 
 from engine.config import (apply_overrides, check_output_dir, dumps, load_config, read_toml,
                            resolve, step_ratios)
-from engine.errors import UserError
+from engine.errors import EXIT_STOPPED, UserError
 from engine.keep import expected_kept, head_multiple
 from engine.pidfile import engine_alive, read_pidfile
 from engine.rundir import CONFIG_FILE, EVENTS_FILE, new_run_dir, require_run_dir
@@ -49,7 +49,7 @@ def run_main(config: Optional[Path], overrides: List[str], dry_run: bool = False
             _log_early_stop(Path(where), str(exc))
         print(f"{exc} received during set-up, before training began: stopped",
               file=sys.stderr)
-        return 3
+        return EXIT_STOPPED
 
 
 def _log_early_stop(run_dir: Path, signame: str) -> None:

@@ -23,10 +23,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, TextIO, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from engine.config import dumps, resolve
-from engine.errors import UserError
+from engine.errors import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, UserError
 from engine.lock import RunLock
 from engine.pidfile import (engine_alive, read_pidfile, remove_pidfile, request_stop,
                             write_pidfile)
@@ -38,7 +38,6 @@ from tuiprune.runrow import RunRow, read_row, why
 from tuiprune.sweep_slots import Slots
 
 POLL_S = 0.2
-EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
 
 
 @dataclass
@@ -70,9 +69,8 @@ class Driver:
     """Runs ``sweep`` with ``slots``; :meth:`run` returns 0 (every member completed), 1 (a
     member did not) or 3 (stopped), and leaves the members' rows in ``rows``."""
 
-    def __init__(self, sweep: Sweep, slots: Slots, out: Optional[TextIO] = None) -> None:
+    def __init__(self, sweep: Sweep, slots: Slots) -> None:
         self.sweep, self.slots = sweep, slots
-        self.out = out or sys.stdout
         self.running: Dict[str, Running] = {}
         self.signals = 0
         self.stopped_by = ""
@@ -80,7 +78,7 @@ class Driver:
 
     def say(self, text: str) -> None:
         try:
-            print(f"{clock(time.time())} {printable(text)}", file=self.out, flush=True)
+            print(f"{clock(time.time())} {printable(text)}", flush=True)
         except OSError:
             pass  # the terminal is gone: the members and their logs go on
 

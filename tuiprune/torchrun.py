@@ -17,10 +17,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from engine.errors import EXIT_CODES
 from engine.rundir import CONFIG_FILE, EVENTS_FILE
-
-RUN_END_CODES = {"completed": 0, "failed": 1, "stopped": 3}
-
 
 def under_torchrun() -> bool:
     """This process is one rank of a torchrun launch."""
@@ -60,7 +58,7 @@ def exit_code(run_dir: Path, fallback: int) -> int:
     """How the run ended according to its log's last ``run_ended`` after the launch; the
     launcher's own exit status when the log has none (a rank died without a word)."""
     status = last_status(run_dir / EVENTS_FILE)
-    return RUN_END_CODES.get(status, 1 if fallback else 0) if status else (fallback or 1)
+    return EXIT_CODES.get(status, 1 if fallback else 0) if status else (fallback or 1)
 
 
 def last_status(log: Path) -> Optional[str]:
