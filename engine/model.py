@@ -8,14 +8,17 @@ weights (the research team lost days to that).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Dict, Tuple
 
+import psutil
 import torch
 from torch import nn
 
 from engine.errors import UserError
+from engine.measure import count_params
 
 
 def model_spec(cfg: dict, num_classes: int) -> dict:
@@ -30,6 +33,14 @@ def model_spec(cfg: dict, num_classes: int) -> dict:
 
 def create(spec: dict) -> nn.Module:
     """``timm.create_model`` with random weights, turning timm's complaints into UserErrors."""
+    check_buildable(spec)
+    return _build(spec, meta=False)
+
+
+def check_buildable(spec: dict) -> None:
+    """A UserError unless timm can build ``spec`` and its weights fit in free memory: built
+    on the meta device (shapes only, nothing allocated). A timm that cannot build on the
+    meta device (older ViTs read a tensor while building) is checked by a real build."""
     import timm
 
     name = spec["name"]
@@ -39,12 +50,20 @@ def create(spec: dict) -> nn.Module:
         raise UserError(f"model.name {name!r} is not a timm model{hint}; see "
                         f"timm.list_models('vit_*')")
     try:
-        with torch.device("meta"):  # shapes only: check the size before allocating anything
-            shape_only = timm.create_model(name, pretrained=False, **spec["kwargs"])
-        _check_fits(name, sum(p.numel() for p in shape_only.parameters()))
-        return timm.create_model(name, pretrained=False, **spec["kwargs"])
+        shape_only = _build(spec, meta=True)
+    except UserError:
+        shape_only = _build(spec, meta=False)
+    _check_fits(name, count_params(shape_only))
+
+
+def _build(spec: dict, meta: bool) -> nn.Module:
+    import timm
+
+    try:
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            return timm.create_model(spec["name"], pretrained=False, **spec["kwargs"])
     except (TypeError, ValueError, AssertionError, OverflowError, RuntimeError) as exc:
-        raise UserError(f"timm cannot build {name!r} with {spec['kwargs']}: "
+        raise UserError(f"timm cannot build {spec['name']!r} with {spec['kwargs']}: "
                         f"{type(exc).__name__}: {str(exc)[:300]}") from None
 
 
@@ -52,24 +71,12 @@ def _check_fits(name: str, params: int) -> None:
     """Refuse a model whose weights alone exceed the memory this machine has free (training
     needs several times that: gradients, optimizer state, activations)."""
     need = params * 4
-    free = available_memory()
-    if free is not None and need > free:
+    free = psutil.virtual_memory().available
+    if need > free:
         raise UserError(f"model {name!r} as configured has {params:,} parameters "
                         f"({need / 2**30:,.1f} GiB in float32), more than the "
                         f"{free / 2**30:,.1f} GiB of memory available; check model.kwargs "
                         f"(embed_dim, depth, num_heads, mlp_ratio)")
-
-
-def available_memory():
-    """Bytes of memory available now (Linux ``MemAvailable``), or None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def build(cfg: dict, num_classes: int) -> Tuple[nn.Module, dict, str]:
@@ -88,7 +95,7 @@ def build(cfg: dict, num_classes: int) -> Tuple[nn.Module, dict, str]:
 def _from_hub(spec: dict) -> nn.Module:
     import timm
 
-    create(spec)  # validates name and kwargs with a clear message before any download
+    check_buildable(spec)  # name, kwargs and size, with a clear message before any download
     try:
         return timm.create_model(spec["name"], pretrained=True, **spec["kwargs"])
     except Exception as exc:  # network, hub, missing file: all end the run here

@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from engine.pruning import Masks, check_masks, current_masks, mask_counts
+from engine.pruning import Masks, check_choice, check_count, check_masks, current_masks, mask_counts
 from engine.structure import vit_structure
 
 SCHEDULES = ("x", "x^2", "x^3", "exp", "exp_custom", "exp_custom_exponents")
@@ -38,9 +38,7 @@ def lambda_at(schedule: str, t: int, steps: int, granularity: float, exponents: 
     The two ``exp_custom`` schedules reach exactly ``g`` at the last step of the ramp; past
     the end of the ramp λ holds its final value.
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; "
-                         f"got {schedule!r}")
+    check_choice(schedule, "schedule", SCHEDULES)
     steps = max(1, int(steps))
     u = min(t, steps - 1) + 1
     if schedule == "x":
@@ -63,9 +61,7 @@ def check_lambda_params(schedule: str, reg_granularity, exponents,
     """Validate a λ schedule's parameters: ``(reg_granularity, exponents, reg_ceiling)`` as
     floats, or a ``ValueError``/``TypeError`` naming the argument (each must be a finite
     number > 0)."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; "
-                         f"got {schedule!r}")
+    check_choice(schedule, "schedule", SCHEDULES)
     out = []
     for name, value in (("reg_granularity", reg_granularity), ("exponents", exponents),
                         ("reg_ceiling", reg_ceiling)):
@@ -78,20 +74,9 @@ def check_lambda_params(schedule: str, reg_granularity, exponents,
     return out[0], out[1], out[2]
 
 
-def check_steps(value, name: str = "ramp_steps") -> int:
-    """A step count as an int >= 1, or a ``ValueError``/``TypeError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a whole number >= 1, got {type(value).__name__} "
-                        f"{value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 def ramp_length(ramp: str, steps_per_epoch: int, epochs: int) -> int:
     """Optimizer steps in one λ ramp: an epoch (``"epoch"``) or the whole state (``"state"``)."""
-    if ramp not in RAMPS:
-        raise ValueError(f"ramp must be one of {', '.join(map(repr, RAMPS))}; got {ramp!r}")
+    check_choice(ramp, "ramp", RAMPS)
     return steps_per_epoch if ramp == "epoch" else steps_per_epoch * epochs
 
 
@@ -143,7 +128,7 @@ class RSSTRegularizer:
         self.granularity, self.exponents, self.ceiling = check_lambda_params(
             schedule, reg_granularity, exponents, reg_ceiling)
         self.schedule = schedule
-        self.ramp_steps = check_steps(ramp_steps)
+        self.ramp_steps = check_count(ramp_steps, "ramp_steps")
         current = check_masks(struct, current if current is not None
                               else (current_masks(model) or {}), "current")
         self.steps_taken = 0
@@ -226,7 +211,7 @@ def late_ramp_share(lrs: LearningRates, ramp_steps: int, *,
     """
     lr = _learning_rates(lrs, steps)
     g, k, ceiling = check_lambda_params(schedule, reg_granularity, exponents, reg_ceiling)
-    ramp_steps = check_steps(ramp_steps)
+    ramp_steps = check_count(ramp_steps, "ramp_steps")
     late = late_steps(lr)
     rise = late_rise = lam = 0.0
     for i in range(len(lr)):
@@ -285,7 +270,7 @@ def _learning_rates(lrs: LearningRates, steps: Optional[int]) -> List[float]:
     if callable(lrs):
         if steps is None:
             raise TypeError("steps is required when lrs is a callable lr(step)")
-        lrs = [lrs(i) for i in range(check_steps(steps, "steps"))]
+        lrs = [lrs(i) for i in range(check_count(steps, "steps"))]
     out = [float(x) for x in lrs]
     if not out:
         raise ValueError("lrs must hold the learning rate of at least one step")

@@ -133,9 +133,6 @@ def vit_structure(model: nn.Module) -> VitStructure:
     return VitStructure(tuple(out))
 
 
-# The former name, kept while callers outside the pruning library move to ``vit_structure``.
-
-
 def _describe_block(cls: str, i: int, block: nn.Module) -> BlockStructure:
     where = f"model: {cls}.blocks[{i}]"
     attn, mlp = getattr(block, "attn", None), getattr(block, "mlp", None)

@@ -18,15 +18,16 @@ from engine.pruning.criteria import (ACTIVATION_CRITERIA, CRITERIA, CRITERION_RE
 from engine.pruning.masks import (Masks, apply_masks, check_masks, current_masks, keep_floats,
                                   mask_counts, reapply_masks, remove_masks)
 from engine.pruning.select import (SORTINGS, alive_structures, block_masks, check_choice,
-                                   check_ratio, elementwise_masks, select_structures,
-                                   structured_masks)
+                                   check_count, check_ratio, elementwise_masks,
+                                   select_structures, structured_masks)
 from engine.pruning.sparsity import LayerSparsity, SparsityReport, sparsity_report
 
 __all__ = [
     "ACTIVATION_CRITERIA", "CRITERIA", "CRITERION_REGISTRY", "SORTINGS",
     "ActivationNorm", "Criterion", "LayerSparsity", "Magnitude", "Masks", "Remain", "Saliency",
     "ScoringInput", "SparsityReport",
-    "alive_structures", "apply_masks", "block_masks", "check_choice", "check_images",
+    "alive_structures", "apply_masks", "block_masks", "check_choice", "check_count",
+    "check_images",
     "check_masks", "check_ratio", "current_masks", "elementwise_masks", "get_criterion",
     "keep_floats", "mask_counts", "reapply_masks", "remove_masks", "select_structures",
     "sparsity_report", "structured_masks",

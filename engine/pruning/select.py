@@ -40,6 +40,17 @@ def check_ratio(value, name: str) -> float:
     return value
 
 
+def check_count(value, name: str) -> int:
+    """A count (of steps, a rounding multiple) as an int >= 1, or a ``TypeError``/
+    ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number >= 1, got {type(value).__name__} "
+                        f"{value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
 def check_choice(value, name: str, choices: Tuple[str, ...]) -> str:
     """``value`` if it is one of ``choices``, else a ``ValueError`` listing them."""
     if value not in choices:
@@ -128,9 +139,8 @@ def structured_masks(model: nn.Module, m_e: Optional[Masks], head_ratio: float =
         raise ValueError(f"criterion {scorer.name!r} measures activations and needs `calib`, an "
                          f"iterable of (images, labels) batches; or use 'magnitude'/'remain'")
 
-    from engine.rsst import check_steps  # a whole number >= 1 (engine.rsst imports us)
 
-    round_to = check_steps(round_to, "round_to")
+    round_to = check_count(round_to, "round_to")
     heads, neurons = scorer(ScoringInput(model, struct, m_e, calib, loss_fn))
     alive_heads, alive_neurons = alive_structures(struct, m_e)
     per_head = max(head_multiple(round_to, b.head_dim) for b in struct)
