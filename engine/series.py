@@ -8,7 +8,7 @@ viewers plot (images/s, GPU utilisation, data wait, CPU, memory).
 
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import Any, Iterable, List, NamedTuple, Optional, Tuple
 
 SERIES_POINTS = 512  # points a reader keeps of one series (figures are ~1000 px wide)
 
@@ -62,27 +62,32 @@ class SystemPoint(NamedTuple):
 
     images_per_s: Optional[float]
     data_wait: Optional[float]     # share 0-1
-    gpu_util: Optional[float]      # percent, mean over the process's GPUs
-    gpu_mem_used: Optional[int]    # bytes, summed over the process's GPUs
+    gpu_util: Optional[float]      # percent, mean over the run's GPUs (every rank's)
+    gpu_mem_used: Optional[int]    # bytes, summed over the run's GPUs
     gpu_mem_total: Optional[int]
-    cpu_percent: Optional[float]
+    cpu_percent: Optional[float]  # summed over the run's processes
     rss: Optional[int]
 
 
-def _gpu_sum(gpus: list, key: str) -> Optional[float]:
-    values = [g[key] for g in gpus if g.get(key) is not None]
-    return sum(values) if values else None
+def known_sum(values: Iterable[Optional[float]]) -> Optional[float]:
+    """The sum of the values that are known; None when none is."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def system_point(ev: dict) -> SystemPoint:
-    """A validated ``system`` event's plotted figures."""
-    gpus = ev["gpus"] or []
-    util = _gpu_sum(gpus, "util")
-    n_util = sum(1 for g in gpus if g.get("util") is not None)
+    """A validated ``system`` event's plotted figures for the whole run: every process (rank
+    0's own figures and ``ranks``), GPU utilisation averaged over all their GPUs, memory,
+    CPU and RSS summed."""
+    processes = [ev, *(ev["ranks"] or [])]
+    gpus = [g for p in processes for g in (p.get("gpus") or ())]
+    utils = [g["util"] for g in gpus if g.get("util") is not None]
     return SystemPoint(ev["images_per_s"], ev["data_wait"],
-                       util / n_util if util is not None else None,
-                       _gpu_sum(gpus, "mem_used"), _gpu_sum(gpus, "mem_total"),
-                       ev["cpu_percent"], ev["rss"])
+                       sum(utils) / len(utils) if utils else None,
+                       known_sum(g.get("mem_used") for g in gpus),
+                       known_sum(g.get("mem_total") for g in gpus),
+                       known_sum(p.get("cpu_percent") for p in processes),
+                       known_sum(p.get("rss") for p in processes))
 
 
 class SystemTrace:

@@ -339,3 +339,17 @@ def test_sampler_events_reach_the_system_figure(tmp_path):
     assert report_main(run, out=tmp_path / "out") == 0
     with Image.open(tmp_path / "out" / "system.png") as im:
         assert im.size == TALL
+
+
+def test_a_distributed_runs_figures_count_every_rank_as_the_dashboard_does():
+    """Four ranks of one GPU each (rank 1 at 70 %, the rest at 30 %): the report's point is
+    the whole run's, the figures the system pane shows (tests/ui/test_sysview.py)."""
+    from engine.series import system_point
+    from helpers.system_log import GIB, steady
+
+    ev = steady(1.7e9, 1, util=30.0, ranks=4)[0]
+    ev["ranks"][0]["gpus"][0]["util"] = 70.0
+    point = system_point(ev)
+    assert point.gpu_util == (30.0 * 3 + 70.0) / 4
+    assert (point.gpu_mem_used, point.gpu_mem_total) == (4 * 20 * GIB, 4 * 80 * GIB)
+    assert point.cpu_percent == 4 * 150.0 and point.rss == 4 * 3 * GIB

@@ -11,7 +11,7 @@ from tuiprune.dashboard import timing
 from tuiprune.dashboard import viewmodel as vm
 from tuiprune.dashboard.liveness import lost_event
 from tuiprune.dashboard.reducer import MAX_FIELD_CHARS, MAX_TEXT_CHARS, Reducer
-from tuiprune.dashboard.series import BoundedSeries
+from engine.series import BoundedSeries
 
 
 def reduce(evs) -> vm.RunView:

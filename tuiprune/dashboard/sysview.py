@@ -2,7 +2,7 @@
 the machine and the run's pace, bounded, and whether the GPU is starving (no Textual here).
 
 The reducer hands each validated ``system`` event to :meth:`SystemView.add`. Every figure kept
-over time is a :class:`~tuiprune.dashboard.series.BoundedSeries`, so a week-long run costs the
+over time is a :class:`~engine.series.BoundedSeries`, so a week-long run costs the
 same memory as a short one; at most :data:`MAX_GPU_TRACKS` GPUs are followed one by one (the
 others still count in the means and sums).
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from tuiprune.dashboard.series import BoundedSeries
+from engine.series import BoundedSeries, system_point
 
 STARVING_DATA_WAIT = 0.30  # share of step time spent waiting for the next batch
 STARVING_GPU_UTIL = 50.0  # percent, mean over the run's GPUs
@@ -69,11 +69,6 @@ def _share(part: Optional[float], whole: Optional[float]) -> Optional[float]:
     return part / whole if part is not None and whole else None
 
 
-def _total(values: List[Optional[float]]) -> Optional[float]:
-    known = [v for v in values if v is not None]
-    return sum(known) if known else None
-
-
 @dataclass
 class SystemView:
     samples: int = 0
@@ -120,8 +115,10 @@ class SystemView:
         self.time, self.interval = t, ev["interval"]
         self.host = text(ev["host"])
         self.processes = len(processes)
-        self.cpu_percent = _total([p.get("cpu_percent") for p in processes])
-        self.rss = _total([p.get("rss") for p in processes])
+        point = system_point(ev)
+        self.cpu_percent, self.rss = point.cpu_percent, point.rss
+        self.gpu_util, self.gpu_mem_used = point.gpu_util, point.gpu_mem_used
+        self.gpu_mem_total = point.gpu_mem_total
         self.host_mem_used, self.host_mem_total = ev["host_mem_used"], ev["host_mem_total"]
         self.data_wait, self.images_per_s = ev["data_wait"], ev["images_per_s"]
         self.unavailable = text(ev["unavailable"]) if ev["unavailable"] else ""
@@ -134,30 +131,24 @@ class SystemView:
         return self._judge(t, ev["interval"], previous)
 
     def _add_gpus(self, t: float, processes: List[dict], ranked: bool, text: Text) -> None:
-        utils: List[float] = []
-        used: List[Optional[float]] = []
-        total: List[Optional[float]] = []
+        """Each GPU's own track (the run's totals come from ``engine.series.system_point``)."""
+        self.gpu_count = 0
         for p in processes:
             rank = p.get("rank") or 0
             for g in p.get("gpus") or ():
-                util, mem_used, mem_total = g.get("util"), g.get("mem_used"), g.get("mem_total")
-                if util is not None:
-                    utils.append(util)
-                used.append(mem_used)
-                total.append(mem_total)
+                self.gpu_count += 1
                 track = self._track(rank, g["index"], ranked)
                 if track is None:
                     continue
+                util = g.get("util")
                 track.name = text(g.get("name") or "")
-                track.util, track.mem_used, track.mem_total = util, mem_used, mem_total
+                track.util, track.mem_used, track.mem_total = util, g.get("mem_used"), \
+                    g.get("mem_total")
                 track.temp_c, track.power_w = g.get("temp_c"), g.get("power_w")
                 if util is not None:
                     track.util_series.add(t, util)
                 if track.mem_share is not None:
                     track.mem_series.add(t, track.mem_share)
-        self.gpu_count = len(used)
-        self.gpu_util = sum(utils) / len(utils) if utils else None
-        self.gpu_mem_used, self.gpu_mem_total = _total(used), _total(total)
 
     def _track(self, rank: int, index: int, ranked: bool) -> Optional[GpuTrack]:
         key = (rank, index)

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional
 
-from tuiprune.dashboard.series import BoundedSeries
+from engine.series import BoundedSeries
 from tuiprune.dashboard.sysview import SystemView
 
 LOG_CAPACITY = 1000

@@ -19,7 +19,7 @@ from tuiprune import format as fmt
 from tuiprune.dashboard import viewmodel as vm
 from tuiprune.dashboard.charts import bar, sparkline
 from tuiprune.dashboard.glyphs import Glyphs
-from tuiprune.dashboard.series import BoundedSeries
+from engine.series import BoundedSeries
 from tuiprune.dashboard.sysview import STARVING_DATA_WAIT, STARVING_GPU_UTIL, SystemView
 from tuiprune.dashboard.widgets.base import ViewWidget, clip
 
