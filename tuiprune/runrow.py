@@ -29,7 +29,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - 3.10
     import tomli as tomllib
 
-from engine.logread import LineSplitter, first_event, parse_line
+from engine.logread import CHUNK_BYTES, LineSplitter, first_event, parse_line
 from engine.pidfile import engine_alive, read_pidfile
 from engine.rundir import CONFIG_FILE, ENGINE_LOG, EVENTS_FILE
 from engine.schema import Malformed, line_prefix
@@ -37,7 +37,9 @@ from engine.schema import Malformed, line_prefix
 LIVE_WINDOW_S = 120.0
 TAIL_BLOCK = 64 * 1024
 HEAD_BYTES = 64 * 1024
-SKIPPED = tuple(line_prefix(k).encode() for k in ("batch", "lambda", "system", "heartbeat"))
+# Events a row uses nothing of but their time: never parsed whole
+TIME_ONLY = ("batch", "lambda", "system", "heartbeat")
+SKIPPED = tuple(line_prefix(k).encode() for k in TIME_ONLY)
 STATUSES = ("live", "completed", "stopped", "failed", "lost", "pending")
 LOST_MESSAGE = "the engine is gone and the log has no run_ended (killed, or out of memory?)"
 
@@ -187,16 +189,17 @@ def refresh_row(row: RunRow) -> RunRow:
         if row.log_stat is None or st.st_ino != row.log_stat[0] or st.st_size < fold.offset:
             row.__dict__.update(read_row(row.path, row.sweep, row.values).__dict__)
             return row
+        read, splitter = 0, LineSplitter(envelope_only=TIME_ONLY)
         try:
             with open(path, "rb") as f:
                 f.seek(fold.offset)
-                data = f.read()
+                for data in iter(lambda: f.read(CHUNK_BYTES), b""):
+                    read += len(data)
+                    for ev in splitter.feed(data).events:
+                        fold.add(ev)
         except OSError:
-            data = b""
-        cut = data.rfind(b"\n") + 1  # a torn tail is read again next time
-        for ev in LineSplitter().feed(data[:cut]).events:
-            fold.add(ev)
-        fold.offset += cut
+            pass
+        fold.offset += read - len(splitter.tail)  # a torn tail is read again next time
         row.log_stat = _stat_key(st)
     _fill(row)
     return row
