@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from engine.config import check_output_dir, dumps, load_config
 from engine.ranks import check_batch
@@ -36,16 +36,24 @@ def start_detached(config_path: Path, overrides: Sequence[str]) -> Path:
     run_dir = new_run_dir(cfg)
     run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(dumps(cfg))
-    cmd = [sys.executable, "-m", "tuiprune", "run", str(run_dir / CONFIG_FILE),
-           "--run-dir", str(run_dir)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(run_dir / ENGINE_LOG, "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                close_fds=True, env=env)
+    proc = spawn_detached(["run", str(run_dir / CONFIG_FILE), "--run-dir", str(run_dir)],
+                          run_dir / ENGINE_LOG)
     write_pidfile(run_dir, proc.pid)
     reap_when_done(proc)
     return run_dir
+
+
+def spawn_detached(args: Sequence[str], log_path: Path,
+                   env: Optional[Mapping[str, str]] = None) -> subprocess.Popen:
+    """``python -m tuiprune ARGS`` in its own session (an SSH hang-up does not reach it),
+    stdin from /dev/null, stdout and stderr appended to ``log_path``, unbuffered; ``env``
+    (default: ours) is its environment."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "tuiprune", *args],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True,
+                                env=dict(os.environ if env is None else env,
+                                         PYTHONUNBUFFERED="1"))
 
 
 def reap_when_done(proc: subprocess.Popen) -> threading.Thread:

@@ -15,6 +15,7 @@ from engine.pidfile import engine_alive, read_pidfile
 from engine.rundir import CONFIG_FILE, EVENTS_FILE, new_run_dir, require_run_dir
 from tuiprune import torchrun
 from tuiprune.format import printable
+from tuiprune.sweep_slots import visible_gpus
 
 RESUME_OVERRIDABLE = {"run.device", "run.checkpoint_minutes", "data.workers",
                       "run.nproc_per_node", "run.dist_timeout"}
@@ -108,11 +109,11 @@ def _launch_ranks(cfg: dict, run_dir: Path, resume: bool, overrides: List[str] =
 
     nproc = cfg["run"]["nproc_per_node"]
     check_batch(cfg["data"]["batch_size"], nproc)
-    if cfg["run"]["device"].startswith("cuda") or cfg["run"]["device"] == "auto":
-        import torch
-
-        if cfg["run"]["device"] != "auto" or torch.cuda.is_available():
-            check_gpus(nproc, "cuda", torch.cuda.device_count())
+    device = cfg["run"]["device"]
+    if device.startswith("cuda") or device == "auto":  # counted in a child: no torch here
+        gpus = len(visible_gpus())
+        if device != "auto" or gpus:
+            check_gpus(nproc, "cuda", gpus)
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(dumps(cfg))

@@ -12,7 +12,6 @@ an existing sweep again: completed members are skipped, the rest start or resume
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from engine.pidfile import engine_alive, read_pidfile, write_pidfile
 from engine.sweepdir import (SWEEP_LOG, Sweep, member_config, new_sweep_dir, plan_members,
                              read_sweep, write_sweep)
 from tuiprune.format import printable
+from tuiprune.launch import spawn_detached
 from tuiprune.ls_command import render, summary_lines
 from tuiprune.sweep_driver import Driver
 from tuiprune.sweep_plan import Plan, describe_grid, plan_sweep
@@ -87,12 +87,8 @@ def _detach(sweep: Sweep, slots: Slots) -> int:
         raise UserError(f"{sweep.path} is being run by its driver (pid "
                         f"{read_pidfile(sweep.path)['pid']}); follow it with `tuiprune ls "
                         f"{sweep.path}` or stop it with `tuiprune stop {sweep.path}`")
-    cmd = [sys.executable, "-m", "tuiprune", "sweep", "--resume", str(sweep.path),
-           "--foreground", "--parallel", str(slots.count)]
-    with open(sweep.path / SWEEP_LOG, "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                close_fds=True)
+    proc = spawn_detached(["sweep", "--resume", str(sweep.path), "--foreground", "--parallel",
+                           str(slots.count)], sweep.path / SWEEP_LOG)
     write_pidfile(sweep.path, proc.pid)
     _header(sweep, slots, detached=True)
     return 0

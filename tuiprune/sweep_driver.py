@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from engine.pidfile import (engine_alive, read_pidfile, remove_pidfile, request_
 from engine.rundir import CONFIG_FILE, ENGINE_LOG
 from engine.sweepdir import Member, Sweep, member_config
 from tuiprune.format import clock, duration, pct, printable
+from tuiprune.launch import spawn_detached
 from tuiprune.runlist import sweep_rows
 from tuiprune.runrow import RunRow, read_row, why
 from tuiprune.sweep_slots import Slots
@@ -153,14 +153,10 @@ class Driver:
 
     def _start(self, member: Member) -> None:
         slot = self._free_slot()
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.slots.env(slot))
         try:
             args, fresh = self._command(member)
-            with open(member.run_dir / ENGINE_LOG, "ab") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "tuiprune", *args],
-                                        stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True,
-                                        close_fds=True, env=env)
+            proc = spawn_detached(args, member.run_dir / ENGINE_LOG,
+                                  env=dict(os.environ, **self.slots.env(slot)))
         except (OSError, UserError) as exc:  # disk full, a config edited into nonsense
             self.say(f"{member.name}: could not start: {exc}")
             return

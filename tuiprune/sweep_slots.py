@@ -66,7 +66,7 @@ def visible_gpus() -> List[str]:
                               timeout=300, stdin=subprocess.DEVNULL)
         count = int(done.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        raise UserError("--parallel: cannot count the CUDA GPUs (importing torch failed); "
+        raise UserError("cannot count the CUDA GPUs (importing torch failed); "
                         "run `python -c 'import torch'` to see why") from None
     given = os.environ.get("CUDA_VISIBLE_DEVICES")
     if given is not None:
