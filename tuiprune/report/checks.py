@@ -14,6 +14,7 @@ import math
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from engine.runlog import RunLog
+from tuiprune.report.log import missing_epochs
 from tuiprune.format import pct
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -269,11 +270,9 @@ def cuts_equal_targets(log: RunLog) -> Optional[Check]:
 
 def _missing_epochs(log: RunLog) -> List[str]:
     out = []
-    default = log.started["epochs"] if log.started is not None else None
     for s, st in sorted(log.states.items()):
-        want = st.planned_epochs or default
-        if want is not None and st.ended is not None:
-            lost = [e for e in range(want) if e not in st.epochs]
+        if st.ended is not None:
+            lost = missing_epochs(log, s)
             if lost:
                 out.append(f"state {s} lacks epoch(s) {', '.join(map(str, lost[:10]))}")
     return out

@@ -59,3 +59,16 @@ def read_run(run_dir: Path) -> LoggedRun:
                         f"({printable(exc.strerror or exc)})") from None
     return LoggedRun(log=log, run_dir=path.parent, engine_alive=engine_alive(path.parent),
                      exports=read_exports(path.parent))
+
+
+def planned_epochs(log: RunLog, state: int) -> Optional[int]:
+    """The epochs ``state`` plans: its ``state_started``'s, else ``run_started``'s."""
+    st = log.states.get(state)
+    own = st.planned_epochs if st is not None else None
+    return own or (log.started["epochs"] if log.started is not None else None)
+
+
+def missing_epochs(log: RunLog, state: int) -> List[int]:
+    """The planned epochs of ``state`` that have no ``epoch_ended``."""
+    want, st = planned_epochs(log, state), log.states.get(state)
+    return [e for e in range(want) if st is None or e not in st.epochs] if want else []

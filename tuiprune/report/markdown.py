@@ -16,7 +16,7 @@ from tuiprune import format as fmt
 from tuiprune.report.checks import Check, config_value
 from tuiprune.report.compare import comparison
 from tuiprune.report.figures import Figure
-from tuiprune.report.log import LoggedRun
+from tuiprune.report.log import LoggedRun, missing_epochs, planned_epochs
 from tuiprune.report.mdtext import Md, bullets, heading, table, text
 from tuiprune.report.steps import (export_section, lambda_section, pruning_steps, upper,
                                    verification)
@@ -64,9 +64,9 @@ def _log_problems(log: RunLog) -> List[str]:
 
 def _state_problems(log: RunLog, s: int, st: StateLog) -> List[str]:
     out = []
-    want = st.planned_epochs or (log.started["epochs"] if log.started is not None else None)
+    want = planned_epochs(log, s)
     done = sorted(st.epochs)
-    gaps = [e for e in range(want) if e not in st.epochs] if want is not None else []
+    gaps = missing_epochs(log, s)
     if gaps and st.ended is not None:
         out.append(f"state {s}: no `epoch_ended` for epoch(s) {', '.join(map(str, gaps[:20]))}")
     elif gaps and done and gaps[0] < done[-1]:
@@ -173,7 +173,7 @@ def _best(st: StateLog):
 
 def _state_row(log: RunLog, s: int, st: StateLog) -> List[str]:
     end, last = st.ended, st.last_epoch or {}
-    want = st.planned_epochs or (log.started["epochs"] if log.started is not None else None)
+    want = planned_epochs(log, s)
     best, best_epoch = _best(st)
     sparsity = end["sparsity"] if end is not None else (
         st.started["sparsity"] if st.started is not None else None)
